@@ -1,0 +1,156 @@
+"""The audit record schema, version 1, and the pure functions that build records.
+
+Every record has ``v`` (schema version), ``seq`` (position in the log), ``prev`` (hex leaf
+hash of the previous record, "" for the first), ``type`` and ``ts`` (ns since the epoch).
+``seq`` and ``prev`` are filled in by the log writer.  The types:
+
+``decision``  a policy decision: who (agent, roles, user, delegation), context (session,
+              trace_id, span_id, request, reason), what (kind, tool, args — after redaction —,
+              resources), the verdict (effect, enforced, rules, reasons, errors, obligations),
+              and the policy (name, version).
+``outcome``   what happened when an allowed action ran: status ok/error, duration_ns,
+              result_sha256, result_size, error.
+``approval``  a human (or approver) answered a require_approval decision.
+
+docs/audit-format.md is the full reference.  Fields are always present (null when unknown),
+so two records of the same type always have the same keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ringfence.core.action import Action, Resource
+from ringfence.core.decision import Decision
+
+__all__ = ["REDACTED", "SCHEMA_VERSION", "approval_record", "decision_record", "outcome_record"]
+
+SCHEMA_VERSION = 1
+REDACTED = "[REDACTED]"
+
+
+def redact(
+    action: Action, fields: tuple[str, ...]
+) -> tuple[dict[str, Any], str | None, str | None]:
+    """``(args, request, reason)`` of ``action`` with the named fields replaced by REDACTED.
+
+    The action's own argument dict is never modified: containers on a redacted path are copied.
+    """
+    args: dict[str, Any] = action.args
+    request, reason = action.request, action.reason
+    for field in fields:
+        if field == "request":
+            request = REDACTED if request is not None else None
+        elif field == "reason":
+            reason = REDACTED if reason is not None else None
+        elif field.startswith("args."):
+            args = _redact_path(args, field.split(".")[1:])
+    return args, request, reason
+
+
+def _redact_path(node: dict[str, Any], path: list[str]) -> dict[str, Any]:
+    head = path[0]
+    if head not in node:
+        return node
+    copy = dict(node)
+    if len(path) == 1:
+        copy[head] = REDACTED
+    elif isinstance(node[head], dict):
+        copy[head] = _redact_path(node[head], path[1:])
+    else:
+        copy[head] = REDACTED  # cannot descend: redact the whole value rather than leak it
+    return copy
+
+
+def decision_record(
+    action: Action,
+    decision: Decision,
+    resources: tuple[Resource, ...],
+    *,
+    time_ns: int,
+    policy_name: str,
+    enforced: bool,
+) -> dict[str, Any]:
+    """The record of one decision (``seq``/``prev`` are added by the writer)."""
+    ob = decision.obligations
+    args, request, reason = (
+        redact(action, ob.redact)
+        if ob.redact
+        else (
+            action.args,
+            action.request,
+            action.reason,
+        )
+    )
+    return {
+        "v": SCHEMA_VERSION,
+        "type": "decision",
+        "ts": time_ns,
+        "decision_id": decision.decision_id,
+        "agent": action.agent,
+        "roles": list(action.roles),
+        "user": action.user,
+        "delegation": list(action.delegation),
+        "session": action.session,
+        "trace_id": action.trace_id,
+        "span_id": action.span_id,
+        "request": request,
+        "reason": reason,
+        "kind": action.kind,
+        "tool": action.tool,
+        "args": args,
+        "resources": [str(r) for r in resources],
+        "effect": decision.effect.value,
+        "enforced": enforced,
+        "rules": list(decision.rules),
+        "reasons": list(decision.reasons),
+        "errors": list(decision.errors),
+        "obligations": {"redact": list(ob.redact), "labels": list(ob.labels)},
+        "policy": {"name": policy_name, "version": decision.policy_version},
+    }
+
+
+def outcome_record(
+    decision_id: str,
+    action: Action,
+    *,
+    time_ns: int,
+    status: str,
+    duration_ns: int,
+    result_sha256: str | None,
+    result_size: int | None,
+    error: str | None,
+) -> dict[str, Any]:
+    """The record of what happened when an allowed action ran."""
+    return {
+        "v": SCHEMA_VERSION,
+        "type": "outcome",
+        "ts": time_ns,
+        "decision_id": decision_id,
+        "agent": action.agent,
+        "session": action.session,
+        "tool": action.tool,
+        "status": status,
+        "duration_ns": duration_ns,
+        "result_sha256": result_sha256,
+        "result_size": result_size,
+        "error": error,
+    }
+
+
+def approval_record(
+    decision_id: str, action: Action, *, time_ns: int, approved: bool, approver: str, note: str
+) -> dict[str, Any]:
+    """The record of an approver's answer to a require_approval decision."""
+    return {
+        "v": SCHEMA_VERSION,
+        "type": "approval",
+        "ts": time_ns,
+        "decision_id": decision_id,
+        "agent": action.agent,
+        "session": action.session,
+        "tool": action.tool,
+        "approved": approved,
+        "approver": approver,
+        "note": note,
+    }

@@ -1,0 +1,119 @@
+"""CEL conditions, compiled once at load through the Rust-backed ``common-expression-language``.
+
+An expression sees two variables: ``args`` (the action's arguments) and ``action`` (a map of
+the action's other fields: kind, tool, agent, roles, user, delegation, session, trace_id,
+span_id, request, reason, labels, resources (declared and derived) as "type:value" strings, time_ns, context).
+It must evaluate to a bool; anything else, and any runtime error, is an evaluation error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ringfence.core.action import Action, Resource
+
+CEL_VARIABLES = frozenset({"action", "args"})
+_STRING_LITERAL = re.compile(
+    r"""(?s)[rRbB]*('''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*")"""
+)
+_ARG_DOT = re.compile(r"\bargs\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
+_ARG_SUBSCRIPT = re.compile(r"""\bargs\s*\[\s*(?:'([^']*)'|"([^"]*)")\s*\]""")
+
+
+_ACTION_DOT = re.compile(r"\baction\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
+_ACTION_ANY = re.compile(r"\baction\b")
+
+
+class CelCompileError(Exception):
+    """The expression does not compile, or names a variable that does not exist."""
+
+
+def argument_names(expression: str) -> set[str]:
+    """Top-level argument names an expression reads (``args.x``, ``args['x']``)."""
+    names = {m.group(1) or m.group(2) for m in _ARG_SUBSCRIPT.finditer(expression)}
+    code_only = _STRING_LITERAL.sub("''", expression)
+    names.update(m.group(1) for m in _ARG_DOT.finditer(code_only))
+    return names
+
+
+def compile_cel(expression: str) -> Callable[[Action, dict[str, Any], tuple[Resource, ...]], bool]:
+    """Compile ``expression``; the result evaluates it for an action or raises."""
+    import cel  # imported here: loading the Rust extension is only paid by policies that use CEL
+
+    try:
+        program = cel.compile(expression)
+    except (ValueError, RuntimeError) as exc:
+        raise CelCompileError(str(exc).strip()) from None
+    unknown = set(program.variables()) - CEL_VARIABLES
+    if unknown:
+        raise CelCompileError(
+            f"unknown variable(s) {', '.join(sorted(unknown))} (CEL conditions see 'args' and 'action')"
+        )
+    execute = program.execute
+    code_only = _STRING_LITERAL.sub("''", expression)
+    fields = {m.group(1) for m in _ACTION_DOT.finditer(code_only)}
+    whole = len(_ACTION_ANY.findall(code_only)) > len(_ACTION_DOT.findall(code_only))
+    if whole or not fields <= _FIELDS:
+        fields = set(_FIELDS)  # the whole map is used (or a field CEL will report missing)
+    wanted = tuple(sorted(fields))
+    uses_action = "action" in program.variables()
+
+    def test(a: Action, args: dict[str, Any], res: tuple[Resource, ...]) -> bool:
+        # Only the fields the expression reads are converted: conversion dominates CEL's cost.
+        if uses_action:
+            full = action_map(a, res, wanted)
+            result = execute({"args": args, "action": full})
+        else:
+            result = execute({"args": args})
+        if result is True or result is False:
+            return result
+        raise TypeError(f"CEL expression returned {type(result).__name__}, not a bool")
+
+    return test
+
+
+def action_map(
+    a: Action, res: tuple[Resource, ...], fields: tuple[str, ...] | None = None
+) -> dict[str, Any]:
+    """The ``action`` variable CEL expressions see (only ``fields``, if given)."""
+    if fields is not None:
+        return {f: _GETTERS[f](a, res) for f in fields}
+    return {
+        "kind": a.kind,
+        "tool": a.tool,
+        "agent": a.agent,
+        "roles": list(a.roles),
+        "user": a.user,
+        "delegation": list(a.delegation),
+        "session": a.session,
+        "trace_id": a.trace_id,
+        "span_id": a.span_id,
+        "request": a.request,
+        "reason": a.reason,
+        "labels": sorted(a.labels),
+        "resources": [str(r) for r in res],
+        "time_ns": a.time_ns,
+        "context": a.context,
+    }
+
+
+_GETTERS: dict[str, Any] = {
+    "kind": lambda a, r: a.kind,
+    "tool": lambda a, r: a.tool,
+    "agent": lambda a, r: a.agent,
+    "roles": lambda a, r: list(a.roles),
+    "user": lambda a, r: a.user,
+    "delegation": lambda a, r: list(a.delegation),
+    "session": lambda a, r: a.session,
+    "trace_id": lambda a, r: a.trace_id,
+    "span_id": lambda a, r: a.span_id,
+    "request": lambda a, r: a.request,
+    "reason": lambda a, r: a.reason,
+    "labels": lambda a, r: sorted(a.labels),
+    "resources": lambda a, r: [str(x) for x in r],
+    "time_ns": lambda a, r: a.time_ns,
+    "context": lambda a, r: a.context,
+}
+_FIELDS = frozenset(_GETTERS)

@@ -1,0 +1,93 @@
+"""Bind every argument of a call to its parameter name, defaults applied, before the check.
+
+For a protected function we generate, once, a binder with the very same signature whose body
+returns ``{name: value, ...}``: Python itself then binds positional, keyword and default
+arguments (and raises the same TypeError the real call would), at C speed.  ``*args`` is bound
+as a list under its name; ``**kwargs`` entries are merged in by their own names.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from enum import Enum
+from pathlib import PurePath
+from typing import Any
+
+__all__ = ["make_binder"]
+
+_PLAIN = (str, int, float, bool, type(None), list, dict, tuple)
+
+
+def _plain(value: Any) -> Any:
+    """Common non-JSON argument types turned into what a policy can compare."""
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def make_binder(fn: Callable[..., Any], *, skip_self: bool = True) -> Callable[..., dict[str, Any]]:
+    """A function taking ``fn``'s arguments and returning them as a name → value dict."""
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    dropped = ""
+    if (
+        skip_self
+        and params
+        and params[0].name in ("self", "cls")
+        and params[0].kind
+        in (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        )
+    ):
+        dropped = params[0].name
+    ns: dict[str, Any] = {
+        "_rf_plain": _plain,
+        "_rf_PLAIN": _PLAIN,
+        "_rf_list": list,
+        "_rf_type": type,
+    }
+    pieces: list[str] = []
+    items: list[str] = []
+    varkw = None
+    seen_kwonly = False
+    for i, p in enumerate(params):
+        text = p.name
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            text = f"*{p.name}"
+            seen_kwonly = True
+        elif p.kind is inspect.Parameter.VAR_KEYWORD:
+            text = f"**{p.name}"
+            varkw = p.name
+        elif p.kind is inspect.Parameter.KEYWORD_ONLY and not seen_kwonly:
+            pieces.append("*")
+            seen_kwonly = True
+        if p.default is not inspect.Parameter.empty:
+            ns[f"_rf_d{i}"] = p.default
+            text += f"=_rf_d{i}"
+        pieces.append(text)
+        if (
+            i < len(params) - 1
+            and p.kind is inspect.Parameter.POSITIONAL_ONLY
+            and (params[i + 1].kind is not inspect.Parameter.POSITIONAL_ONLY)
+        ):
+            pieces.append("/")
+        if p.name == dropped or p.kind is inspect.Parameter.VAR_KEYWORD:
+            continue
+        value = f"_rf_list({p.name})" if p.kind is inspect.Parameter.VAR_POSITIONAL else p.name
+        items.append(
+            f"{p.name!r}: {value} if _rf_type({p.name}) in _rf_PLAIN else _rf_plain({p.name})"
+        )
+    if params and params[-1].kind is inspect.Parameter.POSITIONAL_ONLY:
+        pieces.append("/")
+    body = "{" + ", ".join(items) + "}"
+    if varkw:
+        body = f"{{**{{k: _rf_plain(v) for k, v in {varkw}.items()}}, **{body}}}"
+    name = fn.__name__ if getattr(fn, "__name__", "").isidentifier() else "call"
+    source = f"def {name}({', '.join(pieces)}):\n    return {body}\n"
+    exec(compile(source, f"<binder for {getattr(fn, '__qualname__', fn)}>", "exec"), ns)  # noqa: S102
+    binder: Callable[..., dict[str, Any]] = ns[name]
+    return binder

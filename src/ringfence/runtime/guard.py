@@ -1,0 +1,363 @@
+"""The Guard: check → (approve) → execute → record, for actions and for plain functions.
+
+``guard.check(action)`` decides, asks the approver when the policy requires approval, and
+writes the decision to the audit log before it returns; if that write fails the decision is
+a deny.  ``guard.protect`` / ``guard.wrap`` put a function behind the same path, binding
+*every* argument (positional, keyword, defaults) to its parameter name first.
+
+Identity and context for the actions a Guard builds come from the Guard's defaults and from
+``with guard.context(agent=..., user=..., session=...)`` (a contextvar, so it follows
+threads and asyncio tasks that copy the context).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import hashlib
+import inspect
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any, TypeVar, overload
+
+import msgspec
+
+from ringfence.core.action import Action, ActionKind
+from ringfence.core.audit.record import approval_record, decision_record, outcome_record
+from ringfence.core.decision import Decision, Effect
+from ringfence.core.policy.engine import INPUT_RULE, Policy
+from ringfence.errors import AuditError, DeniedError
+from ringfence.runtime.audit import AuditLog
+from ringfence.runtime.binding import make_binder
+from ringfence.runtime.ids import IdSource, new_id_source
+from ringfence.runtime.ports import ApprovalAnswer, Approver, Clock
+
+__all__ = ["CallContext", "Enforcement", "Guard"]
+
+log = logging.getLogger("ringfence.guard")
+F = TypeVar("F", bound=Callable[..., Any])
+
+AUDIT_RULE = "ringfence:audit"
+INTERNAL_RULE = "ringfence:internal"
+APPROVAL_RULE = "ringfence:approval"
+MAX_SESSIONS = 100_000
+
+
+class Enforcement(StrEnum):
+    """How decisions are applied.  There is no mode that allows without deciding and recording."""
+
+    ENFORCE = "enforce"
+    UNSAFE_AUDIT_ONLY = "unsafe_audit_only"  # decide and record, but run everything (dry run)
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Who is acting and why, for the actions a Guard builds."""
+
+    agent: str = "anonymous"
+    roles: tuple[str, ...] = ()
+    user: str | None = None
+    delegation: tuple[str, ...] = ()
+    session: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    request: str | None = None
+    reason: str | None = None
+
+
+_CONTEXT: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar(
+    "ringfence_context", default=None
+)
+_result_encoder = msgspec.json.Encoder(enc_hook=repr, order="sorted")
+
+
+class Guard:
+    """Enforces one policy, records to one audit log."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        audit: AuditLog,
+        approver: Approver | None = None,
+        agent: str = "anonymous",
+        roles: tuple[str, ...] = (),
+        user: str | None = None,
+        clock: Clock = time.time_ns,
+        ids: IdSource | None = None,
+        enforcement: Enforcement = Enforcement.ENFORCE,
+    ) -> None:
+        self.policy = policy
+        self.audit = audit
+        self.approver = approver
+        self.defaults = CallContext(agent=agent, roles=roles, user=user)
+        self._clock = clock
+        self._ids = ids or new_id_source()
+        self.enforcement = Enforcement(enforcement)
+        self._labels: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._labels_lock = threading.Lock()
+        if self.enforcement is Enforcement.UNSAFE_AUDIT_ONLY:
+            log.warning(
+                "UNSAFE audit-only mode: decisions are recorded but NOT enforced; "
+                "every action will run whatever the policy says"
+            )
+
+    def close(self) -> None:
+        """Close the audit log (writes a final signed checkpoint)."""
+        self.audit.close()
+
+    def __enter__(self) -> Guard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- context -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def context(self, **fields: Any) -> Iterator[CallContext]:
+        """Set agent / roles / user / session / trace ids / request / reason for this block."""
+        base = _CONTEXT.get() or self.defaults
+        ctx = replace(
+            base, **{k: tuple(v) if k in ("roles", "delegation") else v for k, v in fields.items()}
+        )
+        token = _CONTEXT.set(ctx)
+        try:
+            yield ctx
+        finally:
+            _CONTEXT.reset(token)
+
+    def session_labels(self, session: str) -> frozenset[str]:
+        """Labels the session has gathered from obligations so far."""
+        return self._labels.get(session, frozenset())
+
+    def action(self, tool: str, args: dict[str, Any], kind: str = ActionKind.TOOL_CALL) -> Action:
+        """An Action for ``tool`` with the current context and the Guard's clock."""
+        ctx = _CONTEXT.get() or self.defaults
+        return Action(
+            kind=kind,
+            tool=tool,
+            args=args,
+            agent=ctx.agent,
+            roles=ctx.roles,
+            user=ctx.user,
+            delegation=ctx.delegation,
+            session=ctx.session,
+            trace_id=ctx.trace_id,
+            span_id=ctx.span_id,
+            request=ctx.request,
+            reason=ctx.reason,
+            time_ns=self._clock(),
+        )
+
+    # -- deciding ----------------------------------------------------------------------------
+
+    def check(self, action: Action) -> Decision:
+        """Decide ``action``, resolve approval, record the decision durably; never raises."""
+        decision_id = self._ids()
+        try:
+            if action.session is not None and not action.labels:
+                labels = self._labels.get(action.session)
+                if labels:
+                    action = msgspec.structs.replace(action, labels=labels)
+            decision, resources = self.policy.decide(action, decision_id)
+            record = decision_record(
+                action,
+                decision,
+                resources,
+                time_ns=self._clock(),
+                policy_name=self.policy.name,
+                enforced=self.enforcement is Enforcement.ENFORCE,
+            )
+            if decision.rules and decision.rules[0] == INPUT_RULE:
+                record["args"] = {"[invalid]": decision.reasons[0]}
+            self.audit.append(record, checked=False)
+        except AuditError as exc:
+            log.error("audit log unavailable, denying %s %r: %s", action.kind, action.tool, exc)
+            return self._refuse(decision_id, AUDIT_RULE, f"audit log unavailable: {exc.message}")
+        except Exception:  # an internal error is never an allow
+            log.exception("internal error while deciding %s %r", action.kind, action.tool)
+            return self._refuse(decision_id, INTERNAL_RULE, "internal error while deciding")
+        if decision.effect is Effect.REQUIRE_APPROVAL:
+            decision = self._approve(action, decision)
+        if decision.effect is Effect.ALLOW and decision.obligations.labels and action.session:
+            self._add_labels(action.session, decision.obligations.labels)
+        if self.enforcement is Enforcement.UNSAFE_AUDIT_ONLY:
+            log.warning(
+                "UNSAFE audit-only mode: %s %r would be %s (rules %s); NOT enforced [%s]",
+                action.kind,
+                action.tool,
+                decision.effect.value,
+                ", ".join(decision.rules),
+                decision.decision_id,
+            )
+        return decision
+
+    def _refuse(self, decision_id: str, rule: str, reason: str) -> Decision:
+        return Decision(
+            effect=Effect.DENY,
+            rules=(rule,),
+            reasons=(reason,),
+            policy_version=self.policy.version,
+            decision_id=decision_id,
+        )
+
+    def _approve(self, action: Action, decision: Decision) -> Decision:
+        if self.approver is None:
+            answer = ApprovalAnswer(
+                False, "ringfence", "approval required but no approver is configured"
+            )
+        else:
+            try:
+                answer = self.approver(action, decision)
+            except Exception as exc:
+                log.exception("approver failed for %s", decision.decision_id)
+                answer = ApprovalAnswer(
+                    False, "ringfence", f"approver failed: {type(exc).__name__}"
+                )
+        try:
+            self.audit.append(
+                approval_record(
+                    decision.decision_id,
+                    action,
+                    time_ns=self._clock(),
+                    approved=answer.approved,
+                    approver=answer.approver,
+                    note=answer.note,
+                ),
+                checked=False,
+            )
+        except AuditError as exc:
+            return self._refuse(
+                decision.decision_id, AUDIT_RULE, f"audit log unavailable: {exc.message}"
+            )
+        verdict = "approved" if answer.approved else "not approved"
+        reason = f"{verdict} by {answer.approver}" + (f": {answer.note}" if answer.note else "")
+        return msgspec.structs.replace(
+            decision,
+            effect=Effect.ALLOW if answer.approved else Effect.DENY,
+            rules=(*decision.rules, APPROVAL_RULE),
+            reasons=(*decision.reasons, reason),
+        )
+
+    def _add_labels(self, session: str, labels: tuple[str, ...]) -> None:
+        with self._labels_lock:
+            self._labels[session] = self._labels.get(session, frozenset()) | frozenset(labels)
+            self._labels.move_to_end(session)
+            while len(self._labels) > MAX_SESSIONS:
+                self._labels.popitem(last=False)
+
+    def authorize(self, action: Action) -> Decision:
+        """:meth:`check`, raising DeniedError unless the action may run."""
+        decision = self.check(action)
+        if not decision.allowed and self.enforcement is Enforcement.ENFORCE:
+            raise DeniedError(decision)
+        return decision
+
+    # -- executing ---------------------------------------------------------------------------
+
+    def record_outcome(
+        self,
+        action: Action,
+        decision: Decision,
+        *,
+        started_ns: int,
+        result: Any = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Record what happened when an allowed action ran (ok/error, duration, result hash)."""
+        duration = time.perf_counter_ns() - started_ns
+        digest = size = None
+        if error is None:
+            try:
+                data = _result_encoder.encode(result)
+            except Exception:
+                data = repr(result).encode("utf-8", "replace")
+            digest, size = hashlib.sha256(data).hexdigest(), len(data)
+        message = None if error is None else f"{type(error).__name__}: {str(error)[:500]}"
+        try:
+            self.audit.append(
+                outcome_record(
+                    decision.decision_id,
+                    action,
+                    time_ns=self._clock(),
+                    status="ok" if error is None else "error",
+                    duration_ns=duration,
+                    result_sha256=digest,
+                    result_size=size,
+                    error=message,
+                ),
+                checked=False,
+            )
+        except AuditError:
+            # The action has already run and its decision is on record; the next check
+            # against this log will be refused, so nothing further runs unrecorded.
+            log.exception("could not record the outcome of decision %s", decision.decision_id)
+
+    @overload
+    def protect(self, fn: F, /) -> F: ...
+
+    @overload
+    def protect(
+        self, *, tool: str | None = None, kind: str = ActionKind.TOOL_CALL
+    ) -> Callable[[F], F]: ...
+
+    def protect(
+        self, fn: F | None = None, /, *, tool: str | None = None, kind: str = ActionKind.TOOL_CALL
+    ) -> F | Callable[[F], F]:
+        """Decorator: every call of the function is checked (all arguments bound) and recorded."""
+        if fn is None:
+            return lambda f: self.wrap(f, tool=tool, kind=kind)
+        return self.wrap(fn, tool=tool, kind=kind)
+
+    def wrap(self, fn: F, *, tool: str | None = None, kind: str = ActionKind.TOOL_CALL) -> F:
+        """``fn`` behind this Guard, under the tool name ``tool`` (default: its ``__name__``)."""
+        binder = make_binder(fn)
+        name = tool or getattr(fn, "__name__", "tool")
+        guard = self
+
+        def admit(a: tuple[Any, ...], kw: dict[str, Any]) -> tuple[Action, Decision]:
+            action = guard.action(name, binder(*a, **kw), kind)
+            decision = guard.check(action)
+            if not decision.allowed and guard.enforcement is Enforcement.ENFORCE:
+                raise DeniedError(decision)
+            return action, decision
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*a: Any, **kw: Any) -> Any:
+                action, decision = (
+                    await asyncio.to_thread(admit, a, kw) if guard.approver else admit(a, kw)
+                )
+                t0 = time.perf_counter_ns()
+                try:
+                    result = await fn(*a, **kw)
+                except BaseException as exc:
+                    guard.record_outcome(action, decision, started_ns=t0, error=exc)
+                    raise
+                guard.record_outcome(action, decision, started_ns=t0, result=result)
+                return result
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            action, decision = admit(a, kw)
+            t0 = time.perf_counter_ns()
+            try:
+                result = fn(*a, **kw)
+            except BaseException as exc:
+                guard.record_outcome(action, decision, started_ns=t0, error=exc)
+                raise
+            guard.record_outcome(action, decision, started_ns=t0, result=result)
+            return result
+
+        return wrapper  # type: ignore[return-value]

@@ -1,0 +1,64 @@
+"""The ports the runtime depends on.  Stores implement them; tests use the in-memory ones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+from ringfence.core.action import Action
+from ringfence.core.audit.checkpoint import Checkpoint
+from ringfence.core.decision import Decision
+
+__all__ = ["ApprovalAnswer", "Approver", "AuditStore", "Clock"]
+
+
+@runtime_checkable
+class AuditStore(Protocol):
+    """Durable, append-only storage of audit records and checkpoints.
+
+    ``append`` must not return before the record would survive the process being killed.
+    Only one writer may hold a store open for appending at a time.
+    """
+
+    @property
+    def log_id(self) -> str: ...
+
+    def append(self, seq: int, data: bytes) -> None: ...
+
+    def append_checkpoint(self, checkpoint: Checkpoint, state: bytes) -> None: ...
+
+    def records(self, start: int = 0) -> Iterator[tuple[int, bytes]]: ...
+
+    def checkpoints(self) -> list[Checkpoint]: ...
+
+    def resume_point(self) -> tuple[int, bytes] | None:
+        """(size, compact-range state) of the last checkpoint, if any."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Clock(Protocol):
+    """Wall-clock time in nanoseconds since the epoch."""
+
+    def __call__(self) -> int: ...
+
+
+class ApprovalAnswer:
+    """An approver's answer to a require_approval decision."""
+
+    __slots__ = ("approved", "approver", "note")
+
+    def __init__(self, approved: bool, approver: str, note: str = "") -> None:
+        self.approved = approved
+        self.approver = approver
+        self.note = note
+
+    def __repr__(self) -> str:
+        return f"ApprovalAnswer(approved={self.approved}, approver={self.approver!r})"
+
+
+class Approver(Protocol):
+    """Answers require_approval decisions; may block until a human answers."""
+
+    def __call__(self, action: Action, decision: Decision) -> ApprovalAnswer: ...

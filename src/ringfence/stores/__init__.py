@@ -1,0 +1,1 @@
+"""Implementations of the runtime's ports: SQLite (embedded default), in-memory (tests), key files."""

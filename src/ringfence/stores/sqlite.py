@@ -1,0 +1,370 @@
+"""The embedded audit store: SQLite in WAL mode, fed through a write-ahead journal.
+
+Layout of a store directory::
+
+    audit.sqlite        records(seq, data) and checkpoints(...), WAL mode
+    audit-journal.N     frames not yet (or just) committed to SQLite — see journal.py
+    audit.lock          held (flock) by the one process appending
+
+Open it for appending with ``SQLiteAuditStore(path)``; for reading (verify, tail, export,
+also while another process appends) with ``SQLiteAuditStore(path, readonly=True)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from ringfence.core.audit.checkpoint import Checkpoint
+from ringfence.errors import AuditError
+from ringfence.stores.journal import (
+    CHECKPOINT,
+    RECORD,
+    encode_frame,
+    journal_files,
+    read_frames,
+    write_all,
+)
+
+__all__ = ["SQLiteAuditStore"]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    size INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    state BLOB NOT NULL
+);
+"""
+ROTATE_BYTES = 8 << 20
+FLUSH_BATCH = 2048
+
+
+def _pack_checkpoint(cp: Checkpoint, state: bytes) -> bytes:
+    body = cp.to_json()
+    return len(body).to_bytes(4, "little") + body + state
+
+
+def _unpack_checkpoint(payload: bytes) -> tuple[Checkpoint, bytes]:
+    n = int.from_bytes(payload[:4], "little")
+    return Checkpoint.from_json(payload[4 : 4 + n]), payload[4 + n :]
+
+
+class SQLiteAuditStore:
+    """Audit records and checkpoints in one directory; see the module docstring."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        readonly: bool = False,
+        durability: str = "process",
+        flush_interval: float = 0.05,
+    ) -> None:
+        if durability not in ("process", "fsync"):
+            raise AuditError(f"durability must be 'process' or 'fsync', not {durability!r}")
+        self.path = Path(directory)
+        self.readonly = readonly
+        self.durability = durability
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._written = 0
+        self._synced = 0
+        self._pending: list[tuple[int, int, bytes]] = []
+        self._closed = False
+        self._last_write = 0.0
+        self._fd = -1
+        self._lock_fd = -1
+        self._retired: list[Path] = []
+        try:
+            if readonly:
+                if not (self.path / "audit.sqlite").exists():
+                    raise AuditError(f"no audit log at {self.path}", code="audit.not_found")
+                self._db = sqlite3.connect(
+                    f"file:{self.path / 'audit.sqlite'}?mode=ro", uri=True, check_same_thread=False
+                )
+                self._log_id = self._meta("log_id") or ""
+                self._reader = self._db
+                return
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._take_lock()
+            self._db = sqlite3.connect(
+                self.path / "audit.sqlite", isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durability == 'fsync' else 'NORMAL'}")
+            self._db.executescript(_SCHEMA)
+            log_id = self._meta("log_id")
+            if log_id is None:
+                log_id = str(uuid.uuid4())
+                self._db.execute("INSERT INTO meta VALUES ('log_id', ?)", (log_id,))
+                self._db.execute("INSERT INTO meta VALUES ('format', 'rf-cjson-1')")
+            self._log_id = log_id
+            self._recover()
+            self._reader = sqlite3.connect(
+                self.path / "audit.sqlite", isolation_level=None, check_same_thread=False
+            )
+            self._generation = (journal_files(self.path) or [(0, None)])[-1][0] + 1
+            self._open_journal()
+        except (OSError, sqlite3.Error) as exc:
+            raise AuditError(f"cannot open audit store {self.path}: {exc}") from exc
+        self._wake = threading.Event()
+        self._flusher = threading.Thread(
+            target=self._flush_loop,
+            args=(flush_interval,),
+            name="ringfence-audit-flush",
+            daemon=True,
+        )
+        self._flusher.start()
+
+    # -- opening -------------------------------------------------------------------------
+
+    def _take_lock(self) -> None:
+        self._lock_fd = os.open(self.path / "audit.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise AuditError(
+                f"audit store {self.path} is open for writing by another process",
+                code="audit.locked",
+            ) from None
+
+    def _meta(self, key: str) -> str | None:
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return None if row is None else str(row[0])
+
+    def _recover(self) -> None:
+        """Move journal frames left by a process that was killed into SQLite."""
+        files = journal_files(self.path)
+        if not files:
+            return
+        have = self._db.execute("SELECT COALESCE(MAX(seq), -1) FROM records").fetchone()[0]
+        cp_sizes = {r[0] for r in self._db.execute("SELECT size FROM checkpoints")}
+        records, cps = [], []
+        for _, path in files:
+            for kind, seq, payload in read_frames(path):
+                if kind == RECORD and seq > have:
+                    if seq != have + 1:
+                        raise AuditError(
+                            f"journal {path.name} skips from record {have} to {seq}",
+                            code="audit.corrupt",
+                        )
+                    records.append((seq, payload))
+                    have = seq
+                elif kind == CHECKPOINT and seq not in cp_sizes:
+                    cp, state = _unpack_checkpoint(payload)
+                    cps.append((cp.size, cp.to_json(), state))
+                    cp_sizes.add(seq)
+        with self._transaction():
+            self._db.executemany("INSERT INTO records VALUES (?, ?)", records)
+            self._db.executemany("INSERT INTO checkpoints(size, data, state) VALUES (?, ?, ?)", cps)
+        if records or cps:
+            log.warning(
+                "audit store %s: recovered %d record(s) and %d checkpoint(s) from the journal",
+                self.path,
+                len(records),
+                len(cps),
+            )
+        for _, path in files:
+            path.unlink()
+
+    def _open_journal(self) -> None:
+        path = self.path / f"audit-journal.{self._generation}"
+        self._journal_path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._journal_bytes = 0
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @property
+    def log_id(self) -> str:
+        """This log's id (a UUID chosen when the store was created)."""
+        return self._log_id
+
+    def append(self, seq: int, data: bytes) -> None:
+        """Make record ``seq`` durable (see the durability setting) before returning."""
+        self._write(RECORD, seq, data)
+
+    def append_checkpoint(self, checkpoint: Checkpoint, state: bytes) -> None:
+        """Make a signed checkpoint durable, with the tree state to resume from it."""
+        self._write(CHECKPOINT, checkpoint.size, _pack_checkpoint(checkpoint, state))
+
+    def _write(self, kind: int, seq: int, payload: bytes) -> None:
+        frame = encode_frame(kind, seq, payload)
+        with self._lock:
+            if self._closed or self.readonly:
+                raise AuditError("audit store is closed" if self._closed else "store is read-only")
+            try:
+                write_all(self._fd, frame)
+            except OSError as exc:
+                raise AuditError(f"cannot write the audit journal: {exc}") from exc
+            self._pending.append((kind, seq, payload))
+            self._journal_bytes += len(frame)
+            self._written += 1
+            self._last_write = time.monotonic()
+            ticket = self._written
+            due = len(self._pending) >= FLUSH_BATCH
+        if self.durability == "fsync":
+            self._sync(ticket)
+        if due:
+            # Moved into SQLite by the writing thread itself, in one batch: a background
+            # thread doing this while the writer runs convoys on the GIL (measured 3x slower).
+            self.flush()
+
+    def _sync(self, ticket: int) -> None:
+        # Group commit: whoever holds the lock syncs everything written so far.
+        with self._sync_lock:
+            if self._synced >= ticket:
+                return
+            with self._lock:
+                upto, fd = self._written, self._fd
+            try:
+                os.fdatasync(fd)
+            except OSError as exc:
+                raise AuditError(f"cannot sync the audit journal: {exc}") from exc
+            self._synced = upto
+
+    def _flush_loop(self, interval: float) -> None:
+        # Only flushes a writer that has gone quiet; a busy writer flushes inline.
+        while not self._closed:
+            self._wake.wait(interval)
+            self._wake.clear()
+            if not self._pending or time.monotonic() - self._last_write < interval:
+                continue
+            try:
+                self.flush()
+            except Exception:  # the journal still holds the records; retried next round
+                log.exception("audit store %s: moving records into SQLite failed", self.path)
+
+    def flush(self) -> None:
+        """Move journaled records into SQLite now; delete journal files fully committed."""
+        if self.readonly:
+            return
+        with self._flush_lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+            if self._journal_bytes >= ROTATE_BYTES and not self._closed:
+                os.close(self._fd)
+                self._retired.append(self._journal_path)
+                self._generation += 1
+                self._open_journal()
+        if batch:
+            try:
+                with self._transaction():
+                    self._db.executemany(
+                        "INSERT OR IGNORE INTO records VALUES (?, ?)",
+                        [(seq, p) for kind, seq, p in batch if kind == RECORD],
+                    )
+                    for kind, _, payload in batch:
+                        if kind == CHECKPOINT:
+                            cp, state = _unpack_checkpoint(payload)
+                            self._db.execute(
+                                "INSERT INTO checkpoints(size, data, state) VALUES (?, ?, ?)",
+                                (cp.size, cp.to_json(), state),
+                            )
+            except BaseException:
+                with self._lock:
+                    self._pending[:0] = batch
+                raise
+        retired, self._retired = self._retired, []
+        for path in retired:
+            path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Flush, remove the journal, release the lock.  Idempotent."""
+        if self._closed:
+            return
+        if self.readonly:
+            self._closed = True
+            self._db.close()
+            return
+        self._closed = True
+        self._wake.set()
+        self._flusher.join()
+        self.flush()
+        with self._lock:
+            os.close(self._fd)
+            self._journal_path.unlink(missing_ok=True)
+        self._reader.close()
+        self._db.close()
+        os.close(self._lock_fd)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _journal_tail(self) -> tuple[list[tuple[int, bytes]], list[Checkpoint]]:
+        records, cps = [], []
+        for _, path in journal_files(self.path):
+            for kind, seq, payload in read_frames(path):
+                if kind == RECORD:
+                    records.append((seq, payload))
+                else:
+                    cps.append(_unpack_checkpoint(payload)[0])
+        return records, cps
+
+    def records(self, start: int = 0) -> Iterator[tuple[int, bytes]]:
+        """(seq, bytes) of every record from ``start`` on, in order — including journaled ones."""
+        journal, _ = self._journal_tail() if self.readonly else ([], [])
+        self.flush()
+        last = start - 1
+        cursor = self._reader.execute(
+            "SELECT seq, data FROM records WHERE seq >= ? ORDER BY seq", (start,)
+        )
+        for seq, data in cursor:
+            last = seq
+            yield seq, bytes(data)
+        for seq, data in journal:
+            if seq > last and seq >= start:
+                last = seq
+                yield seq, data
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every checkpoint, oldest first."""
+        _, journal = self._journal_tail() if self.readonly else ([], [])
+        self.flush()
+        rows = self._reader.execute("SELECT data FROM checkpoints ORDER BY id").fetchall()
+        out = [Checkpoint.from_json(bytes(r[0])) for r in rows]
+        seen = {(c.size, c.signature) for c in out}
+        out.extend(c for c in journal if (c.size, c.signature) not in seen)
+        return out
+
+    def resume_point(self) -> tuple[int, bytes] | None:
+        """(size, tree state) of the latest checkpoint."""
+        self.flush()
+        row = self._reader.execute(
+            "SELECT size, state FROM checkpoints ORDER BY size DESC, id DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def count(self) -> int:
+        """How many records the log holds."""
+        return sum(1 for _ in self.records())
