@@ -93,8 +93,10 @@ class Guard:
         clock: Clock = time.time_ns,
         ids: IdSource | None = None,
         enforcement: Enforcement = Enforcement.ENFORCE,
+        on_decision: Callable[[Action, Decision], None] | None = None,
     ) -> None:
         self.policy = policy
+        self.on_decision = on_decision
         self.audit = audit
         self.approver = approver
         self.defaults = CallContext(agent=agent, roles=roles, user=user)
@@ -189,6 +191,8 @@ class Guard:
             decision = self._approve(action, decision)
         if decision.effect is Effect.ALLOW and decision.obligations.labels and action.session:
             self._add_labels(action.session, decision.obligations.labels)
+        if self.on_decision is not None:
+            self.on_decision(action, decision)
         if self.enforcement is Enforcement.UNSAFE_AUDIT_ONLY:
             log.warning(
                 "UNSAFE audit-only mode: %s %r would be %s (rules %s); NOT enforced [%s]",

@@ -15,6 +15,11 @@ from typing import Any
 from ringfence.core.action import Action, Resource
 
 CEL_VARIABLES = frozenset({"action", "args"})
+# Functions the Rust runtime really has (each checked by evaluating it); anything else would
+# fail at every evaluation, so it is a load error rather than a rule that always errs.
+CEL_FUNCTIONS = frozenset(
+    ["size", "contains", "startsWith", "endsWith", "matches", "int", "uint", "double", "string", "bytes", "type", "dyn", "duration", "timestamp", "has", "all", "exists", "exists_one", "map", "filter", "getFullYear", "getMonth", "getDate", "getDayOfMonth", "getDayOfWeek", "getDayOfYear", "getHours", "getMinutes", "getSeconds", "getMilliseconds"]
+)
 _STRING_LITERAL = re.compile(
     r"""(?s)[rRbB]*('''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*")"""
 )
@@ -46,6 +51,16 @@ def compile_cel(expression: str) -> Callable[[Action, dict[str, Any], tuple[Reso
         program = cel.compile(expression)
     except (ValueError, RuntimeError) as exc:
         raise CelCompileError(str(exc).strip()) from None
+    functions = {
+        f
+        for f in program.functions()
+        if not f.startswith(("_", "@", "!")) and f not in CEL_FUNCTIONS
+    }
+    if functions:
+        raise CelCompileError(
+            f"unknown function(s) {', '.join(sorted(functions))} (this CEL runtime provides: "
+            f"{', '.join(sorted(CEL_FUNCTIONS))})"
+        )
     unknown = set(program.variables()) - CEL_VARIABLES
     if unknown:
         raise CelCompileError(

@@ -45,6 +45,10 @@ def _contains(container: object, item: object) -> bool:
     return _type_error("a string or a list", container)
 
 
+def _search_any(patterns: tuple[re.Pattern[str], ...], value: str) -> bool:
+    return any(p.search(value) is not None for p in patterns)
+
+
 def _resource_strings(res: tuple[Resource, ...]) -> tuple[str, ...]:
     return tuple(str(r) for r in res)
 
@@ -89,6 +93,7 @@ class _Gen:
             "_contains": _contains,
             "_has": _has,
             "_resource_strings": _resource_strings,
+            "_search_any": _search_any,
             "_resources_all": _resources_all,
             "_resources_any": _resources_any,
             "__builtins__": {},
@@ -135,8 +140,10 @@ class _Gen:
             rx = re.compile("|".join(f"(?:{path_regex(g).pattern})" for g in x))
             return f"({self.const(rx)}.match({v}) is not None)"
         if op == "regex":
-            rx = re.compile("|".join(f"(?:{p})" for p in x))
-            return f"({self.const(rx)}.search({v}) is not None)"
+            # Compiled one by one: a pattern's inline flags ("(?i)") must stay at its start.
+            if len(x) == 1:
+                return f"({self.const(re.compile(x[0]))}.search({v}) is not None)"
+            return f"_search_any({self.const(tuple(re.compile(p) for p in x))}, {v})"
         if op in ("lt", "le", "gt", "ge"):
             sym = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}[op]
             return (
