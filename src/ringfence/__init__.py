@@ -41,9 +41,29 @@ _EXPORTS = {
     "policy_from_text": "ringfence.core.policy.load",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Action",
+    "ActionKind",
+    "ApprovalAnswer",
+    "AuditError",
+    "AuditLog",
+    "Decision",
+    "DeniedError",
+    "Effect",
+    "Enforcement",
+    "Guard",
+    "InputError",
+    "Policy",
+    "PolicyError",
+    "Resource",
+    "RingfenceError",
+    "load_policy",
+    "open_audit_log",
+    "open_guard",
+    "policy_from_text",
+]
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pragma: no cover - for type checkers; runtime imports are lazy
     from ringfence.core.action import Action, ActionKind, Resource
     from ringfence.core.decision import Decision, Effect
     from ringfence.core.policy.engine import Policy

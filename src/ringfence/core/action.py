@@ -76,6 +76,16 @@ class Limits(msgspec.Struct, frozen=True):
     max_string_bytes: int = 1 << 20
     max_total_bytes: int = 4 << 20
 
+    @property
+    def fast_path_ok(self) -> bool:
+        """True if every flat object the fast path admits (see below) is within these limits."""
+        return (
+            self.max_depth >= 1
+            and self.max_nodes >= 65
+            and self.max_string_bytes >= 4096
+            and self.max_total_bytes >= 64 * (256 + 4096)
+        )
+
 
 DEFAULT_LIMITS = Limits()
 
@@ -95,7 +105,7 @@ def argument_problem(args: object, limits: Limits = DEFAULT_LIMITS) -> str | Non
     """
     if type(args) is not dict:
         return f"args: expected an object, got {type(args).__name__}"
-    if len(args) <= 64:
+    if len(args) <= 64 and limits.fast_path_ok:
         # Fast path for the common case: a flat object of short ASCII strings and small values.
         for key, value in args.items():
             t = type(value)

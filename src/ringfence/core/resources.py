@@ -28,10 +28,11 @@ def normalise(rtype: str, value: str) -> Iterator[Resource]:
         try:
             parts = urlsplit(value.strip())
             host = (parts.hostname or "").rstrip(".")
+            port = parts.port  # raises for a port that is not a number in 0..65535
         except ValueError:
             yield Resource("url", value)
             return
-        netloc = host if parts.port is None else f"{host}:{parts.port}"
+        netloc = host if port is None else f"{host}:{port}"
         path = posixpath.normpath(parts.path) if parts.path not in ("", "/") else parts.path
         rebuilt = f"{parts.scheme.lower()}://{netloc}{path}"
         if parts.query:

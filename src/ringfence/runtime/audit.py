@@ -15,11 +15,13 @@ import threading
 import time
 from typing import Any
 
+import msgspec
 from nacl.signing import SigningKey, VerifyKey
 
 from ringfence.core.audit.checkpoint import key_id, sign_checkpoint
 from ringfence.core.audit.encoding import canonical, encode_unchecked
 from ringfence.core.audit.merkle import CompactRange, leaf_hash
+from ringfence.core.audit.record import Record
 from ringfence.core.audit.verify import Report, verify_log
 from ringfence.errors import AuditError, InputError
 from ringfence.runtime.ports import AuditStore, Clock
@@ -50,8 +52,10 @@ class AuditLog:
         self._lock = threading.RLock()
         self._closed = False
         self._tree, self._head, self._sealed = self._resume()
+        self._size = self._tree.size
+        self._unfolded: list[bytes] = []
         self._last_seal = time.monotonic()
-        if self._sealed < self._tree.size:
+        if self._sealed < self._size:
             self.checkpoint()  # seal records left unsealed by an unclean stop
         self._timer_stop = threading.Event()
         self._timer = threading.Thread(
@@ -64,9 +68,15 @@ class AuditLog:
         tree = CompactRange() if point is None else CompactRange.from_state(*point)
         head = b""
         if point is not None and point[0] > 0:
-            for seq, data in self.store.records(point[0] - 1):
-                head = leaf_hash(data)
-                break
+            last = next(iter(self.store.records(point[0] - 1)), None)
+            if last is None or last[0] != point[0] - 1:
+                # Appending here would chain new records to nothing, over a hole.
+                raise AuditError(
+                    f"audit log is missing record {point[0] - 1}, which a checkpoint covers; "
+                    "run 'ringfence audit verify'",
+                    code="audit.corrupt",
+                )
+            head = leaf_hash(last[1])
         for seq, data in self.store.records(tree.size):
             if seq != tree.size:
                 raise AuditError(
@@ -80,7 +90,7 @@ class AuditLog:
     @property
     def size(self) -> int:
         """How many records the log holds."""
-        return self._tree.size
+        return self._size
 
     @property
     def public_keys(self) -> dict[str, VerifyKey]:
@@ -88,8 +98,8 @@ class AuditLog:
         vk = self._key.verify_key
         return {key_id(bytes(vk)): vk}
 
-    def append(self, record: dict[str, Any], *, checked: bool = True) -> int:
-        """Add ``record`` (a dict without seq/prev); return its seq once it is durable.
+    def append(self, record: Record | dict[str, Any], *, checked: bool = True) -> int:
+        """Add ``record`` (without seq/prev); return its seq once it is durable.
 
         ``checked=False`` skips the walk that rejects NaN, infinities and out-of-range integers;
         only for records whose numbers were already checked (the Guard's: arguments passed the
@@ -98,20 +108,29 @@ class AuditLog:
         with self._lock:
             if self._closed:
                 raise AuditError("audit log is closed")
-            seq = self._tree.size
-            record["seq"] = seq
-            record["prev"] = self._head.hex()
+            seq = self._size
+            if type(record) is dict:
+                record["seq"] = seq
+                record["prev"] = self._head.hex()
+            else:
+                record.seq = seq  # type: ignore[union-attr]
+                record.prev = self._head.hex()  # type: ignore[union-attr]
             try:
-                data = canonical(record) if checked else encode_unchecked(record)
+                if checked:
+                    data = canonical(record if type(record) is dict else msgspec.to_builtins(record))
+                else:
+                    data = encode_unchecked(record)
             except InputError as exc:
                 raise AuditError(f"record cannot be encoded: {exc.message}") from exc
             except (TypeError, ValueError, OverflowError) as exc:
                 raise AuditError(f"record cannot be encoded: {exc}") from exc
             self.store.append(seq, data)  # raises AuditError; nothing below runs then
             leaf = _sha256(b"\x00" + data).digest()
-            self._tree.append(leaf)
+            # Folded into the tree in batches (at seal time): same hashes, off the hot path.
+            self._unfolded.append(leaf)
+            self._size = seq + 1
             self._head = leaf
-            if self._tree.size - self._sealed >= self._every:
+            if self._size - self._sealed >= self._every:
                 self._checkpoint_locked()
             return seq
 
@@ -120,7 +139,15 @@ class AuditLog:
         with self._lock:
             self._checkpoint_locked()
 
+    def _fold(self) -> CompactRange:
+        append = self._tree.append
+        for leaf in self._unfolded:
+            append(leaf)
+        self._unfolded.clear()
+        return self._tree
+
     def _checkpoint_locked(self) -> None:
+        self._fold()
         cp = sign_checkpoint(
             self._key,
             log_id=self.store.log_id,
@@ -137,7 +164,7 @@ class AuditLog:
         while not self._timer_stop.wait(self._seconds / 2):
             with self._lock:
                 due = time.monotonic() - self._last_seal >= self._seconds
-                if self._closed or not due or self._sealed == self._tree.size:
+                if self._closed or not due or self._sealed == self._size:
                     continue
                 try:
                     self._checkpoint_locked()
@@ -161,7 +188,7 @@ class AuditLog:
                 return
             self._timer_stop.set()
             try:
-                if self._sealed != self._tree.size or self._tree.size == 0:
+                if self._sealed != self._size or self._size == 0:
                     self._checkpoint_locked()
             finally:
                 self._closed = True

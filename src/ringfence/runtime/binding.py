@@ -9,6 +9,7 @@ as a list under its name; ``**kwargs`` entries are merged in by their own names.
 from __future__ import annotations
 
 import inspect
+import keyword
 from collections.abc import Callable
 from enum import Enum
 from pathlib import PurePath
@@ -48,6 +49,7 @@ def make_binder(fn: Callable[..., Any], *, skip_self: bool = True) -> Callable[.
         "_rf_plain": _plain,
         "_rf_PLAIN": _PLAIN,
         "_rf_list": list,
+        "_rf_map": map,
         "_rf_type": type,
     }
     pieces: list[str] = []
@@ -77,7 +79,10 @@ def make_binder(fn: Callable[..., Any], *, skip_self: bool = True) -> Callable[.
             pieces.append("/")
         if p.name == dropped or p.kind is inspect.Parameter.VAR_KEYWORD:
             continue
-        value = f"_rf_list({p.name})" if p.kind is inspect.Parameter.VAR_POSITIONAL else p.name
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            value = f"_rf_list(_rf_map(_rf_plain, {p.name}))"
+        else:
+            value = p.name
         items.append(
             f"{p.name!r}: {value} if _rf_type({p.name}) in _rf_PLAIN else _rf_plain({p.name})"
         )
@@ -86,8 +91,12 @@ def make_binder(fn: Callable[..., Any], *, skip_self: bool = True) -> Callable[.
     body = "{" + ", ".join(items) + "}"
     if varkw:
         body = f"{{**{{k: _rf_plain(v) for k, v in {varkw}.items()}}, **{body}}}"
-    name = fn.__name__ if getattr(fn, "__name__", "").isidentifier() else "call"
+    name = getattr(fn, "__name__", "")
+    if not name.isidentifier() or keyword.iskeyword(name):
+        name = "call"
     source = f"def {name}({', '.join(pieces)}):\n    return {body}\n"
     exec(compile(source, f"<binder for {getattr(fn, '__qualname__', fn)}>", "exec"), ns)  # noqa: S102
     binder: Callable[..., dict[str, Any]] = ns[name]
+    # A wrong call raises the TypeError the real call would, which names the qualified name.
+    binder.__qualname__ = getattr(fn, "__qualname__", name)
     return binder

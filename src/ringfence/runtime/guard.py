@@ -48,6 +48,7 @@ AUDIT_RULE = "ringfence:audit"
 INTERNAL_RULE = "ringfence:internal"
 APPROVAL_RULE = "ringfence:approval"
 MAX_SESSIONS = 100_000
+_UNRECORDED = frozenset({AUDIT_RULE, INTERNAL_RULE})
 
 
 class Enforcement(StrEnum):
@@ -179,7 +180,7 @@ class Guard:
                 enforced=self.enforcement is Enforcement.ENFORCE,
             )
             if decision.rules and decision.rules[0] == INPUT_RULE:
-                record["args"] = {"[invalid]": decision.reasons[0]}
+                record.args = {"[invalid]": decision.reasons[0]}
             self.audit.append(record, checked=False)
         except AuditError as exc:
             log.error("audit log unavailable, denying %s %r: %s", action.kind, action.tool, exc)
@@ -261,9 +262,19 @@ class Guard:
     def authorize(self, action: Action) -> Decision:
         """:meth:`check`, raising DeniedError unless the action may run."""
         decision = self.check(action)
-        if not decision.allowed and self.enforcement is Enforcement.ENFORCE:
+        if self._stops(decision):
             raise DeniedError(decision)
         return decision
+
+    def _stops(self, decision: Decision) -> bool:
+        """Whether ``decision`` keeps the action from running.
+
+        Audit-only mode runs denied actions, but not ones that could not be decided or
+        recorded: no mode lets an action run without a decision on record.
+        """
+        if decision.allowed:
+            return False
+        return self.enforcement is Enforcement.ENFORCE or not _UNRECORDED.isdisjoint(decision.rules)
 
     # -- executing ---------------------------------------------------------------------------
 
@@ -330,7 +341,7 @@ class Guard:
         def admit(a: tuple[Any, ...], kw: dict[str, Any]) -> tuple[Action, Decision]:
             action = guard.action(name, binder(*a, **kw), kind)
             decision = guard.check(action)
-            if not decision.allowed and guard.enforcement is Enforcement.ENFORCE:
+            if guard._stops(decision):
                 raise DeniedError(decision)
             return action, decision
 

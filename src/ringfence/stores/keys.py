@@ -55,6 +55,8 @@ def load_public_key(path: str | os.PathLike[str]) -> dict[str, VerifyKey]:
         raise ConfigError(
             f"cannot read public key {path}: {exc.strerror}", code="config.key"
         ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a hex public key file", code="config.key") from None
     for line in lines:
         try:
             raw = bytes.fromhex(line)

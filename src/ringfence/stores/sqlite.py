@@ -236,7 +236,13 @@ class SQLiteAuditStore:
         if due:
             # Moved into SQLite by the writing thread itself, in one batch: a background
             # thread doing this while the writer runs convoys on the GIL (measured 3x slower).
-            self.flush()
+            try:
+                self.flush()
+            except Exception:
+                # The record is durable in the journal, so this append has succeeded; raising
+                # would make the log writer hand the same seq to the next record.  The batch
+                # stays pending and is retried.
+                log.exception("audit store %s: moving records into SQLite failed", self.path)
 
     def _sync(self, ticket: int) -> None:
         # Group commit: whoever holds the lock syncs everything written so far.

@@ -13,7 +13,8 @@ hash of the previous record, "" for the first), ``type`` and ``ts`` (ns since th
 ``approval``  a human (or approver) answered a require_approval decision.
 
 docs/audit-format.md is the full reference.  Fields are always present (null when unknown),
-so two records of the same type always have the same keys.
+so two records of the same type always have the same keys.  ``resources`` are
+``{"type": ..., "value": ...}`` objects; ``obligations`` is ``{"redact": [...], "labels": [...]}``.
 """
 
 from __future__ import annotations
@@ -21,9 +22,21 @@ from __future__ import annotations
 from typing import Any
 
 from ringfence.core.action import Action, Resource
-from ringfence.core.decision import Decision
+import msgspec
 
-__all__ = ["REDACTED", "SCHEMA_VERSION", "approval_record", "decision_record", "outcome_record"]
+from ringfence.core.decision import Decision, Obligations
+
+__all__ = [
+    "REDACTED",
+    "SCHEMA_VERSION",
+    "ApprovalRecord",
+    "DecisionRecord",
+    "OutcomeRecord",
+    "Record",
+    "approval_record",
+    "decision_record",
+    "outcome_record",
+]
 
 SCHEMA_VERSION = 1
 REDACTED = "[REDACTED]"
@@ -62,6 +75,65 @@ def _redact_path(node: dict[str, Any], path: list[str]) -> dict[str, Any]:
     return copy
 
 
+class _Record(msgspec.Struct, kw_only=True, gc=False):
+    """Common fields; ``seq`` and ``prev`` are set by the writer."""
+
+    v: int = SCHEMA_VERSION
+    seq: int = -1
+    prev: str = ""
+    ts: int
+    decision_id: str
+
+
+class DecisionRecord(_Record, tag_field="type", tag="decision", kw_only=True, gc=False):
+    """A policy decision (see the module docstring)."""
+
+    agent: str
+    roles: tuple[str, ...]
+    user: str | None
+    delegation: tuple[str, ...]
+    session: str | None
+    trace_id: str | None
+    span_id: str | None
+    request: str | None
+    reason: str | None
+    kind: str
+    tool: str
+    args: dict[str, Any]
+    resources: tuple[Resource, ...]
+    effect: str
+    enforced: bool
+    rules: tuple[str, ...]
+    reasons: tuple[str, ...]
+    errors: tuple[str, ...]
+    obligations: Obligations
+    policy: dict[str, str]
+
+
+class OutcomeRecord(_Record, tag_field="type", tag="outcome", kw_only=True, gc=False):
+    """What happened when an allowed action ran."""
+
+    agent: str
+    session: str | None
+    tool: str
+    status: str
+    duration_ns: int
+    result_sha256: str | None
+    result_size: int | None
+    error: str | None
+
+
+class ApprovalRecord(_Record, tag_field="type", tag="approval", kw_only=True, gc=False):
+    """An approver's answer to a require_approval decision."""
+
+    agent: str
+    session: str | None
+    tool: str
+    approved: bool
+    approver: str
+    note: str
+
+
 def decision_record(
     action: Action,
     decision: Decision,
@@ -70,44 +142,37 @@ def decision_record(
     time_ns: int,
     policy_name: str,
     enforced: bool,
-) -> dict[str, Any]:
+) -> DecisionRecord:
     """The record of one decision (``seq``/``prev`` are added by the writer)."""
     ob = decision.obligations
-    args, request, reason = (
-        redact(action, ob.redact)
-        if ob.redact
-        else (
-            action.args,
-            action.request,
-            action.reason,
-        )
+    if ob.redact:
+        args, request, reason = redact(action, ob.redact)
+    else:
+        args, request, reason = action.args, action.request, action.reason
+    return DecisionRecord(
+        ts=time_ns,
+        decision_id=decision.decision_id,
+        agent=action.agent,
+        roles=action.roles,
+        user=action.user,
+        delegation=action.delegation,
+        session=action.session,
+        trace_id=action.trace_id,
+        span_id=action.span_id,
+        request=request,
+        reason=reason,
+        kind=action.kind,
+        tool=action.tool,
+        args=args,
+        resources=resources,
+        effect=decision.effect.value,
+        enforced=enforced,
+        rules=decision.rules,
+        reasons=decision.reasons,
+        errors=decision.errors,
+        obligations=ob,
+        policy={"name": policy_name, "version": decision.policy_version},
     )
-    return {
-        "v": SCHEMA_VERSION,
-        "type": "decision",
-        "ts": time_ns,
-        "decision_id": decision.decision_id,
-        "agent": action.agent,
-        "roles": list(action.roles),
-        "user": action.user,
-        "delegation": list(action.delegation),
-        "session": action.session,
-        "trace_id": action.trace_id,
-        "span_id": action.span_id,
-        "request": request,
-        "reason": reason,
-        "kind": action.kind,
-        "tool": action.tool,
-        "args": args,
-        "resources": [str(r) for r in resources],
-        "effect": decision.effect.value,
-        "enforced": enforced,
-        "rules": list(decision.rules),
-        "reasons": list(decision.reasons),
-        "errors": list(decision.errors),
-        "obligations": {"redact": list(ob.redact), "labels": list(ob.labels)},
-        "policy": {"name": policy_name, "version": decision.policy_version},
-    }
 
 
 def outcome_record(
@@ -120,37 +185,36 @@ def outcome_record(
     result_sha256: str | None,
     result_size: int | None,
     error: str | None,
-) -> dict[str, Any]:
+) -> OutcomeRecord:
     """The record of what happened when an allowed action ran."""
-    return {
-        "v": SCHEMA_VERSION,
-        "type": "outcome",
-        "ts": time_ns,
-        "decision_id": decision_id,
-        "agent": action.agent,
-        "session": action.session,
-        "tool": action.tool,
-        "status": status,
-        "duration_ns": duration_ns,
-        "result_sha256": result_sha256,
-        "result_size": result_size,
-        "error": error,
-    }
+    return OutcomeRecord(
+        ts=time_ns,
+        decision_id=decision_id,
+        agent=action.agent,
+        session=action.session,
+        tool=action.tool,
+        status=status,
+        duration_ns=duration_ns,
+        result_sha256=result_sha256,
+        result_size=result_size,
+        error=error,
+    )
 
 
 def approval_record(
     decision_id: str, action: Action, *, time_ns: int, approved: bool, approver: str, note: str
-) -> dict[str, Any]:
+) -> ApprovalRecord:
     """The record of an approver's answer to a require_approval decision."""
-    return {
-        "v": SCHEMA_VERSION,
-        "type": "approval",
-        "ts": time_ns,
-        "decision_id": decision_id,
-        "agent": action.agent,
-        "session": action.session,
-        "tool": action.tool,
-        "approved": approved,
-        "approver": approver,
-        "note": note,
-    }
+    return ApprovalRecord(
+        ts=time_ns,
+        decision_id=decision_id,
+        agent=action.agent,
+        session=action.session,
+        tool=action.tool,
+        approved=approved,
+        approver=approver,
+        note=note,
+    )
+
+
+Record = DecisionRecord | OutcomeRecord | ApprovalRecord

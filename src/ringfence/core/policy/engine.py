@@ -228,14 +228,34 @@ def _schema_message(exc: Exception, tool: str) -> str:
     return f"arguments do not match the schema of {tool!r}: " + message.replace("data", "args", 1)
 
 
+def _refuse_remote(uri: str) -> Any:
+    import fastjsonschema
+
+    raise fastjsonschema.JsonSchemaDefinitionException(
+        f"$ref {uri!r} is not in the schema (remote references are not fetched)"
+    )
+
+
+class _NoRemoteRefs(dict[str, Callable[[str], Any]]):
+    """fastjsonschema's ``handlers``: without one for a scheme it fetches the URI with urllib."""
+
+    def __contains__(self, scheme: object) -> bool:
+        return True
+
+    def __missing__(self, scheme: str) -> Callable[[str], Any]:
+        return _refuse_remote
+
+
 def _validator(tool: ToolDecl) -> Callable[[Any], Any] | None:
     if tool.schema is None:
         return None
     import fastjsonschema
 
     try:
-        validate: Callable[[Any], Any] = fastjsonschema.compile(tool.schema)
-    except fastjsonschema.JsonSchemaDefinitionException as exc:
+        validate: Callable[[Any], Any] = fastjsonschema.compile(
+            tool.schema, handlers=_NoRemoteRefs()
+        )
+    except Exception as exc:  # a malformed schema raises re.error, AttributeError, TypeError, …
         w = tool.where
         raise PolicyError(
             f"invalid JSON Schema for tool {tool.name!r}: {exc}",

@@ -71,6 +71,21 @@ def _err(where: Where | None, message: str, code: str = "policy.invalid") -> Pol
 def validate_spec(spec: PolicySpec) -> list[PolicyError]:
     """Every problem in ``spec`` that compiling would otherwise hide."""
     problems: list[PolicyError] = []
+    for tool in spec.tools.values():
+        # A resource derived from an argument the tool does not have is never derived, so a
+        # deny rule on that resource would silently never fire.
+        for path, rtype in tool.resources:
+            if tool.schema is not None and schema_at(tool.schema, path) is None:
+                name = "args." + ".".join(path)
+                where = Where(tool.where.source, tool.where.line, f"{tool.where.field}.resources")
+                problems.append(
+                    _err(
+                        where,
+                        f"tool {tool.name!r} derives a {rtype} resource from {name}, "
+                        "which its argument schema does not declare",
+                        "policy.unknown_argument",
+                    )
+                )
     for rule in spec.rules:
         tools = matching_tools(spec, rule)
         for cond in _leaves(rule.when):

@@ -6,6 +6,7 @@ because a policy must mean exactly what a reviewer reads.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import yaml
@@ -22,6 +23,7 @@ _SCALAR_TAGS = {
     "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null",
 }
+_COLLECTION_TAGS = {"tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"}
 MAX_SOURCE_BYTES = 4 << 20
 MAX_DEPTH = 64
 
@@ -71,6 +73,7 @@ def parse(text: str | bytes, source: str) -> Located:
     if len(text) > MAX_SOURCE_BYTES:
         raise PolicyError(f"file is larger than {MAX_SOURCE_BYTES} bytes", source=source)
     try:
+        _check_depth(text, source)
         nodes = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -96,6 +99,21 @@ def parse(text: str | bytes, source: str) -> Located:
     return Located(value, lines, source)
 
 
+def _check_depth(text: str, source: str) -> None:
+    # libyaml's composer recurses in C without a limit: tens of thousands of nested "[" crash
+    # the interpreter.  The event stream is flat, so the depth is checked on it first.
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise PolicyError(
+                    "nested too deeply", source=source, line=event.start_mark.line + 1
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def _convert(
     node: yaml.Node,
     path: Path,
@@ -112,6 +130,7 @@ def _convert(
         )
     if len(path) > MAX_DEPTH:
         raise PolicyError("nested too deeply", source=source, line=line, field=dotted(path))
+    seen.add(id(node))
     if isinstance(node, yaml.ScalarNode):
         if node.tag not in _SCALAR_TAGS:
             raise PolicyError(
@@ -120,8 +139,23 @@ def _convert(
                 line=line,
                 field=dotted(path),
             )
-        return constructor.construct_object(node)
-    seen.add(id(node))
+        value = constructor.construct_object(node)
+        if isinstance(value, float) and not math.isfinite(value):
+            # Not JSON, and the policy version hash could not tell .inf from -.inf.
+            raise PolicyError(
+                f"{node.value!r} is not allowed (numbers must be finite)",
+                source=source,
+                line=line,
+                field=dotted(path),
+            )
+        return value
+    if node.tag not in _COLLECTION_TAGS:
+        raise PolicyError(
+            f"unsupported YAML collection type {node.tag!r} (use plain mappings and lists)",
+            source=source,
+            line=line,
+            field=dotted(path),
+        )
     if isinstance(node, yaml.SequenceNode):
         return [
             _convert(item, (*path, i), lines, source, constructor, seen)
@@ -130,6 +164,13 @@ def _convert(
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise PolicyError(
+                    "YAML merge keys are not allowed",
+                    source=source,
+                    line=key_node.start_mark.line + 1,
+                    field=dotted(path),
+                )
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
                 raise PolicyError(
                     "mapping keys must be strings",
@@ -137,11 +178,15 @@ def _convert(
                     line=key_node.start_mark.line + 1,
                     field=dotted(path),
                 )
-            key = key_node.value
-            if key == "<<":
+            if id(key_node) in seen:
                 raise PolicyError(
-                    "YAML merge keys are not allowed", source=source, line=line, field=dotted(path)
+                    "YAML aliases are not allowed in policies",
+                    source=source,
+                    line=value_node.start_mark.line + 1,  # the key node carries the anchor's mark
+                    field=dotted(path),
                 )
+            seen.add(id(key_node))
+            key = key_node.value
             if key in out:
                 raise PolicyError(
                     f"duplicate key {key!r}",
