@@ -42,7 +42,7 @@ class Resource(msgspec.Struct, frozen=True, gc=False):
         return f"{self.type}:{self.value}"
 
 
-class Action(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+class Action(msgspec.Struct, frozen=True, gc=False, kw_only=True, forbid_unknown_fields=True):
     """One action an agent asks to take. Build it, then hand it to a policy or a Guard.
 
     ``args`` must not be mutated after the action is built.  ``resources`` holds resources
@@ -78,7 +78,7 @@ class Limits(msgspec.Struct, frozen=True):
 
     @property
     def fast_path_ok(self) -> bool:
-        """True if every flat object the fast path admits (see below) is within these limits."""
+        """True if every flat object the fast path of :func:`argument_problem` admits fits."""
         return (
             self.max_depth >= 1
             and self.max_nodes >= 65
@@ -105,7 +105,7 @@ def argument_problem(args: object, limits: Limits = DEFAULT_LIMITS) -> str | Non
     """
     if type(args) is not dict:
         return f"args: expected an object, got {type(args).__name__}"
-    if len(args) <= 64 and limits.fast_path_ok:
+    if len(args) <= 64 and (limits is DEFAULT_LIMITS or limits.fast_path_ok):
         # Fast path for the common case: a flat object of short ASCII strings and small values.
         for key, value in args.items():
             t = type(value)

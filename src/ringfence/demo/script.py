@@ -120,6 +120,7 @@ def run_agent(workdir: Path, on_step: Callable[[Step], None]) -> Path:
     finally:
         guard.close()
         server.shutdown()
+        server.server_close()
     return data_dir
 
 

@@ -29,6 +29,7 @@ _ARG_SUBSCRIPT = re.compile(r"""\bargs\s*\[\s*(?:'([^']*)'|"([^"]*)")\s*\]""")
 
 _ACTION_DOT = re.compile(r"\baction\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 _ACTION_ANY = re.compile(r"\baction\b")
+_MACRO_VAR = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
 
 
 class CelCompileError(Exception):
@@ -61,7 +62,8 @@ def compile_cel(expression: str) -> Callable[[Action, dict[str, Any], tuple[Reso
             f"unknown function(s) {', '.join(sorted(functions))} (this CEL runtime provides: "
             f"{', '.join(sorted(CEL_FUNCTIONS))})"
         )
-    unknown = set(program.variables()) - CEL_VARIABLES
+    bound = {m.group(1) for m in _MACRO_VAR.finditer(_STRING_LITERAL.sub("''", expression))}
+    unknown = set(program.variables()) - CEL_VARIABLES - bound
     if unknown:
         raise CelCompileError(
             f"unknown variable(s) {', '.join(sorted(unknown))} (CEL conditions see 'args' and 'action')"
