@@ -49,7 +49,7 @@ class AuditLog:
         self._clock = clock
         self._every = checkpoint_every
         self._seconds = checkpoint_seconds
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self._closed = False
         self._tree, self._head, self._sealed = self._resume()
         self._size = self._tree.size

@@ -31,8 +31,8 @@ MAX_FRAME = 64 << 20
 
 def encode_frame(kind: int, seq: int, payload: bytes) -> bytes:
     """One journal frame."""
-    head = _HEAD.pack(kind, seq, len(payload))
-    return head + payload + _CRC.pack(zlib.crc32(payload, zlib.crc32(head)))
+    body = _HEAD.pack(kind, seq, len(payload)) + payload
+    return body + _CRC.pack(zlib.crc32(body))
 
 
 def read_frames(path: Path) -> Iterator[tuple[int, int, bytes]]:
@@ -66,7 +66,9 @@ def journal_files(directory: Path) -> list[tuple[int, Path]]:
 
 def write_all(fd: int, data: bytes) -> None:
     """Write every byte of ``data`` (one syscall in practice; loops on a short write)."""
-    view = memoryview(data)
+    n = os.write(fd, data)
+    if n == len(data):
+        return
+    view = memoryview(data)[n:]
     while view:
-        n = os.write(fd, view)
-        view = view[n:]
+        view = view[os.write(fd, view) :]
