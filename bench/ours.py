@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ringfence
 from harness import measure
 from workload import allow_rules, probes, tools
-
-import ringfence
 
 
 def policy_text(n: int) -> str:
@@ -152,7 +151,10 @@ def import_time() -> dict[str, Any]:
     best: dict[str, float] = {}
     for _ in range(5):
         done = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", probe], capture_output=True, text=True, check=True
+            [sys.executable, "-X", "importtime", "-c", probe],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         cumulative = 0
         for line in done.stderr.splitlines():

@@ -33,9 +33,20 @@ def peer(engine: str, rules: int, samples: int) -> dict[str, Any] | str:
     if not PEER_PY.exists():
         return "not installed (run bash bench/setup-peers.sh)"
     done = subprocess.run(
-        [str(PEER_PY), str(HERE / "peers" / "run_peer.py"), "--engine", engine,
-         "--rules", str(rules), "--n", str(samples), "--json"],
-        capture_output=True, text=True, timeout=900,
+        [
+            str(PEER_PY),
+            str(HERE / "peers" / "run_peer.py"),
+            "--engine",
+            engine,
+            "--rules",
+            str(rules),
+            "--n",
+            str(samples),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     if done.returncode != 0:
         return (done.stderr.strip().splitlines() or ["failed"])[-1][:120]
@@ -83,8 +94,12 @@ def main() -> None:
                         table.add_row(str(n), "", engine, "-", "-", data)
                     continue
                 m = data["probes"][probe] if engine != "ringfence" else data[probe]
-                ratio = "" if engine == "ringfence" else f"{m['p50_us'] / mine[probe]['p50_us']:.0f}x"
-                table.add_row(str(n), probe, engine, f"{m['p50_us']:.2f}", f"{m['p99_us']:.2f}", ratio)
+                ratio = (
+                    "" if engine == "ringfence" else f"{m['p50_us'] / mine[probe]['p50_us']:.0f}x"
+                )
+                table.add_row(
+                    str(n), probe, engine, f"{m['p50_us']:.2f}", f"{m['p99_us']:.2f}", ratio
+                )
         table.add_section()
     console.print(table)
 
@@ -93,26 +108,40 @@ def main() -> None:
     results["guarded_call"] = guarded
     g = Table("guarded call (durable audit)", "p50 µs", "p99 µs", "calls/s", "peer p50 / ours")
     for d, m in guarded.items():
-        g.add_row(f"ringfence, durability={d}", f"{m['p50_us']:.2f}", f"{m['p99_us']:.2f}",
-                  f"{m['calls_per_s']:,.0f}", "")
+        g.add_row(
+            f"ringfence, durability={d}",
+            f"{m['p50_us']:.2f}",
+            f"{m['p99_us']:.2f}",
+            f"{m['calls_per_s']:,.0f}",
+            "",
+        )
     for n in RULES:
         govern = results["peers"].get("agt-govern", {}).get(n)
         if isinstance(govern, dict):
             m = govern["probes"]["match"]
-            g.add_row(f"agt govern(), {n} rules (audit in memory)", f"{m['p50_us']:.2f}",
-                      f"{m['p99_us']:.2f}", "", f"{m['p50_us'] / guarded['process']['p50_us']:.0f}x")
+            g.add_row(
+                f"agt govern(), {n} rules (audit in memory)",
+                f"{m['p50_us']:.2f}",
+                f"{m['p99_us']:.2f}",
+                "",
+                f"{m['p50_us'] / guarded['process']['p50_us']:.0f}x",
+            )
     console.print(g)
 
     v = ours.verify_throughput(20_000 if opts.quick else 150_000)
     results["verify"] = v
-    console.print(f"audit verify: {v['records_per_s']:,.0f} records/s "
-                  f"({v['records_per_s_incl_read']:,.0f}/s including reading SQLite), "
-                  f"{v['records']:,} records")
+    console.print(
+        f"audit verify: {v['records_per_s']:,.0f} records/s "
+        f"({v['records_per_s_incl_read']:,.0f}/s including reading SQLite), "
+        f"{v['records']:,} records"
+    )
     mem = ours.memory(200_000 if opts.quick else 1_000_000)
     results["memory"] = mem
-    console.print(f"RSS over {mem['decisions']:,} guarded decisions (1,000 rules, durable audit): "
-                  + ", ".join(f"{n:,}: {kib / 1024:.1f} MiB" for n, kib in mem["rss_kib"])
-                  + f"; growth after warm-up {mem['bytes_per_decision_after_warmup']:.2f} B/decision")
+    console.print(
+        f"RSS over {mem['decisions']:,} guarded decisions (1,000 rules, durable audit): "
+        + ", ".join(f"{n:,}: {kib / 1024:.1f} MiB" for n, kib in mem["rss_kib"])
+        + f"; growth after warm-up {mem['bytes_per_decision_after_warmup']:.2f} B/decision"
+    )
     imp = ours.import_time()
     results["import"] = imp
     console.print("import: " + ", ".join(f"{k} {v:.1f}" for k, v in imp.items()))

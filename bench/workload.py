@@ -4,7 +4,8 @@ For ``n`` rules there are ``n`` tools ``tool_0 … tool_{n-1}``, each taking
 ``{"amount": int, "path": str}``.  The rule set is:
 
 * ``deny-etc`` — deny any tool whose ``path`` starts with ``/etc/`` (applies to every call);
-* ``r{i}`` for ``i < n-1`` — allow ``tool_i`` when ``amount < 1000`` and ``path`` starts with ``/data/``.
+* ``r{i}`` for ``i < n-1`` — allow ``tool_i`` when ``amount < 1000`` and ``path`` starts
+  with ``/data/``.
 
 So "n rules" means n rules in total (one global deny plus n-1 per-tool allows).
 Anything not allowed is denied (default deny).  The probes:
@@ -59,7 +60,12 @@ def probes(n: int) -> list[Probe]:
     target = f"tool_{max(n - 2, 0)}"
     has_allow = n >= 2
     return [
-        Probe("match", target, {"amount": 5, "path": "/data/report.csv"}, "allow" if has_allow else "deny"),
+        Probe(
+            "match",
+            target,
+            {"amount": 5, "path": "/data/report.csv"},
+            "allow" if has_allow else "deny",
+        ),
         Probe("nomatch", target, {"amount": 5000, "path": "/data/report.csv"}, "deny"),
         Probe("forbid", target, {"amount": 5, "path": "/etc/passwd"}, "deny"),
     ]

@@ -5,7 +5,7 @@ The tree::
     RingfenceError                      code "ringfence"
     ├── PolicyError                     code "policy.*"   a policy could not be loaded
     ├── InputError                      code "input.*"    an action or argument is malformed
-    ├── DeniedError                     code "denied.*"   an action was refused; carries the Decision
+    ├── DeniedError                     code "denied.*"   an action was refused (has .decision)
     ├── AuditError                      code "audit.*"    the audit log could not be written or read
     │   └── VerificationError           code "audit.verify.*"  the log failed verification
     └── ConfigError                     code "config.*"   a key, file or option is unusable

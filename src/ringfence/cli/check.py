@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import IO
 
 import click
 
@@ -24,7 +25,7 @@ EXIT_BY_EFFECT = {"allow": 0, "deny": 3, "require_approval": 4}
 )
 @click.argument("action_file", type=click.File("rb"), default="-")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
-def check(policies: tuple[str, ...], action_file: click.utils.LazyFile, as_json: bool) -> None:
+def check(policies: tuple[str, ...], action_file: IO[bytes], as_json: bool) -> None:
     """Decide one ACTION_FILE (JSON; '-' for stdin) against the policy.
 
     Exit code: 0 allow, 3 deny, 4 require_approval, 2 bad input.

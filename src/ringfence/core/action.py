@@ -2,7 +2,8 @@
 
 An action says who (agent, roles, the user it acts for, the delegation chain), what (kind,
 tool, arguments), where (the resources it touches) and in which context (session, trace,
-the user's request, the model's stated reason, time, and the labels the session carries).  Time is passed in, never read here.
+the user's request, the model's stated reason, time, and the labels the session carries).
+Time is passed in, never read here.
 
 :func:`argument_problem` is the input gate: arguments must be plain JSON (str, int, float,
 bool, None, list, str-keyed dict), finite, valid UTF-8, within depth and size limits.

@@ -78,7 +78,7 @@ class Tools:
         return target.write_text(content)
 
     def run_shell(self, command: str) -> str:
-        done = subprocess.run(
+        done = subprocess.run(  # noqa: PLW1510 - output is returned either way
             shlex.split(command), cwd=self.root, capture_output=True, text=True, timeout=10
         )
         return done.stdout

@@ -117,7 +117,9 @@ class AuditLog:
                 record.prev = self._head.hex()  # type: ignore[union-attr]
             try:
                 if checked:
-                    data = canonical(record if type(record) is dict else msgspec.to_builtins(record))
+                    data = canonical(
+                        record if type(record) is dict else msgspec.to_builtins(record)
+                    )
                 else:
                     data = encode_unchecked(record)
             except InputError as exc:

@@ -128,9 +128,10 @@ class Guard:
     def context(self, **fields: Any) -> Iterator[CallContext]:
         """Set agent / roles / user / session / trace ids / request / reason for this block."""
         base = _CONTEXT.get() or self.defaults
-        ctx = replace(
-            base, **{k: tuple(v) if k in ("roles", "delegation") else v for k, v in fields.items()}
-        )
+        changes: dict[str, Any] = {
+            k: tuple(v) if k in ("roles", "delegation") else v for k, v in fields.items()
+        }
+        ctx = replace(base, **changes)
         token = _CONTEXT.set(ctx)
         try:
             yield ctx
@@ -324,7 +325,7 @@ class Guard:
         self, *, tool: str | None = None, kind: str = ActionKind.TOOL_CALL
     ) -> Callable[[F], F]: ...
 
-    def protect(
+    def protect(  # type: ignore[misc]  # one implementation serves both forms
         self, fn: F | None = None, /, *, tool: str | None = None, kind: str = ActionKind.TOOL_CALL
     ) -> F | Callable[[F], F]:
         """Decorator: every call of the function is checked (all arguments bound) and recorded."""
@@ -335,7 +336,7 @@ class Guard:
     def wrap(self, fn: F, *, tool: str | None = None, kind: str = ActionKind.TOOL_CALL) -> F:
         """``fn`` behind this Guard, under the tool name ``tool`` (default: its ``__name__``)."""
         binder = make_binder(fn)
-        name = tool or getattr(fn, "__name__", "tool")
+        name: str = tool or str(getattr(fn, "__name__", "tool"))
         guard = self
 
         def admit(a: tuple[Any, ...], kw: dict[str, Any]) -> tuple[Action, Decision]:

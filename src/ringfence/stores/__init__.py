@@ -1,1 +1,1 @@
-"""Implementations of the runtime's ports: SQLite (embedded default), in-memory (tests), key files."""
+"""Implementations of the runtime's ports: SQLite (the embedded default), in-memory, key files."""

@@ -120,7 +120,8 @@ class SQLiteAuditStore:
             self._reader = sqlite3.connect(
                 self.path / "audit.sqlite", isolation_level=None, check_same_thread=False
             )
-            self._generation = (journal_files(self.path) or [(0, None)])[-1][0] + 1
+            existing = journal_files(self.path)
+            self._generation = (existing[-1][0] if existing else 0) + 1
             self._open_journal()
         except (OSError, sqlite3.Error) as exc:
             raise AuditError(f"cannot open audit store {self.path}: {exc}") from exc
@@ -316,7 +317,8 @@ class SQLiteAuditStore:
             # round-trips the record bytes exactly (they are UTF-8 JSON text).
             texts = _encode_texts([data.decode("utf-8") for _, data in rows])
             self._db.execute(
-                "INSERT OR IGNORE INTO records SELECT ? + key, CAST(value AS BLOB) FROM json_each(?)",
+                "INSERT OR IGNORE INTO records "
+                "SELECT ? + key, CAST(value AS BLOB) FROM json_each(?)",
                 (first, texts),
             )
         else:

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ringfence.core.action import Action, Resource
 import msgspec
 
+from ringfence.core.action import Action, Resource
 from ringfence.core.decision import Decision, Obligations
 
 __all__ = [

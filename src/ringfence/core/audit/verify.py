@@ -13,11 +13,10 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import msgspec
 from nacl.signing import VerifyKey
 
 from ringfence.core.audit.checkpoint import Checkpoint, verify_checkpoint
-import msgspec
-
 from ringfence.core.audit.merkle import CompactRange
 
 _sha256 = hashlib.sha256
@@ -126,7 +125,8 @@ def verify_log(
         expected += 1
         while next_cp is not None and next_cp.size == expected:
             if next_cp.head != leaf.hex() and (
-                next_cp.root == tree.root().hex() or _root_with(before, next_cp.head) == next_cp.root
+                next_cp.root == tree.root().hex()
+                or _root_with(before, next_cp.head) == next_cp.root
             ):
                 report.fail(
                     f"record {expected - 1} does not match the head hash signed at size "

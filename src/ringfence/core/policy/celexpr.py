@@ -2,7 +2,8 @@
 
 An expression sees two variables: ``args`` (the action's arguments) and ``action`` (a map of
 the action's other fields: kind, tool, agent, roles, user, delegation, session, trace_id,
-span_id, request, reason, labels, resources (declared and derived) as "type:value" strings, time_ns, context).
+span_id, request, reason, labels, resources (declared and derived) as "type:value" strings,
+time_ns, context).
 It must evaluate to a bool; anything else, and any runtime error, is an evaluation error.
 """
 
@@ -18,7 +19,38 @@ CEL_VARIABLES = frozenset({"action", "args"})
 # Functions the Rust runtime really has (each checked by evaluating it); anything else would
 # fail at every evaluation, so it is a load error rather than a rule that always errs.
 CEL_FUNCTIONS = frozenset(
-    ["size", "contains", "startsWith", "endsWith", "matches", "int", "uint", "double", "string", "bytes", "type", "dyn", "duration", "timestamp", "has", "all", "exists", "exists_one", "map", "filter", "getFullYear", "getMonth", "getDate", "getDayOfMonth", "getDayOfWeek", "getDayOfYear", "getHours", "getMinutes", "getSeconds", "getMilliseconds"]
+    [
+        "size",
+        "contains",
+        "startsWith",
+        "endsWith",
+        "matches",
+        "int",
+        "uint",
+        "double",
+        "string",
+        "bytes",
+        "type",
+        "dyn",
+        "duration",
+        "timestamp",
+        "has",
+        "all",
+        "exists",
+        "exists_one",
+        "map",
+        "filter",
+        "getFullYear",
+        "getMonth",
+        "getDate",
+        "getDayOfMonth",
+        "getDayOfWeek",
+        "getDayOfYear",
+        "getHours",
+        "getMinutes",
+        "getSeconds",
+        "getMilliseconds",
+    ]
 )
 _STRING_LITERAL = re.compile(
     r"""(?s)[rRbB]*('''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*")"""
@@ -29,7 +61,9 @@ _ARG_SUBSCRIPT = re.compile(r"""\bargs\s*\[\s*(?:'([^']*)'|"([^"]*)")\s*\]""")
 
 _ACTION_DOT = re.compile(r"\baction\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 _ACTION_ANY = re.compile(r"\baction\b")
-_MACRO_VAR = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
+_MACRO_VAR = re.compile(
+    r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,"
+)
 
 
 class CelCompileError(Exception):
@@ -66,7 +100,8 @@ def compile_cel(expression: str) -> Callable[[Action, dict[str, Any], tuple[Reso
     unknown = set(program.variables()) - CEL_VARIABLES - bound
     if unknown:
         raise CelCompileError(
-            f"unknown variable(s) {', '.join(sorted(unknown))} (CEL conditions see 'args' and 'action')"
+            f"unknown variable(s) {', '.join(sorted(unknown))} "
+            "(CEL conditions see 'args' and 'action')"
         )
     execute = program.execute
     code_only = _STRING_LITERAL.sub("''", expression)

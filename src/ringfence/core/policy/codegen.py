@@ -130,7 +130,8 @@ class _Gen:
         if op == "exists":
             root = {"args": "args", "context": "a.context"}.get(c.subject[0])
             if root is None:  # a top-level action field: exists when not None / not empty
-                test = f"({v} not in (None, (), frozenset()))"
+                # bound by name: generated code has no builtins, not even frozenset
+                test = f"({v} not in {self.const((None, (), frozenset()))})"
             else:
                 test = f"_has({root}, {self.const(tuple(c.subject[1:]))})"
             return test if x else f"(not {test})"

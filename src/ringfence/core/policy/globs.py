@@ -57,6 +57,6 @@ def names_match(patterns: tuple[str, ...], value: str) -> bool:
 
 def name_pattern_covers(general: str, specific: str) -> bool:
     """Conservatively, does every name matched by ``specific`` also match ``general``?"""
-    if general == specific or general == "*":
+    if general in (specific, "*"):
         return True
     return not is_glob(specific) and bool(name_regex(general).match(specific))

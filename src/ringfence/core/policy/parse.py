@@ -6,6 +6,7 @@ declarations (argument names, operand types against schemas) live in :mod:`.vali
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -89,8 +90,12 @@ class _Doc:
         """A string or a non-empty list of strings."""
         if isinstance(value, str):
             return (value,)
-        if not isinstance(value, list) or not value:
-            raise self.fail(path, f"expected a string or a list of strings, got {_kind(value)}")
+        if not isinstance(value, list):
+            raise self.fail(
+                path, f"expected a string or a list of strings, got {_kind(value)}", "policy.type"
+            )
+        if not value:
+            raise self.fail(path, "expected a string or a non-empty list of strings, got []")
         return tuple(self.string(v, (*path, i)) for i, v in enumerate(value))
 
 
@@ -326,7 +331,7 @@ def _operand(doc: _Doc, op: str, value: Any, path: Path) -> Any:
     if op in NUMBER_OPS:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise doc.fail(path, f"{op!r} needs a number, got {_kind(value)}", "policy.type")
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise doc.fail(path, f"{op!r} needs a finite number", "policy.type")
         return value
     if op in MEMBER_OPS:
@@ -351,5 +356,5 @@ def _scalar(doc: _Doc, value: Any, path: Path, op: str) -> None:
         raise doc.fail(
             path, f"{op!r} compares with a single value, got {_kind(value)}", "policy.type"
         )
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+    if isinstance(value, float) and not math.isfinite(value):
         raise doc.fail(path, f"{op!r} needs a finite number", "policy.type")

@@ -45,6 +45,9 @@ def schema_at(schema: dict[str, Any] | None, path: tuple[str, ...]) -> Any:
     for part in path:
         if not isinstance(node, dict):
             return None
+        types = _types(node)
+        if types is not None and "object" not in types:
+            return None  # a string, number, … has no keys to read
         props = node.get("properties")
         if isinstance(props, dict) and part in props:
             node = props[part]

@@ -108,7 +108,9 @@ def _check_depth(text: str, source: str) -> None:
             depth += 1
             if depth > MAX_DEPTH:
                 raise PolicyError(
-                    "nested too deeply", source=source, line=event.start_mark.line + 1
+                    "nested too deeply",
+                    source=source,
+                    line=event.start_mark.line + 1 if event.start_mark else None,
                 )
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
