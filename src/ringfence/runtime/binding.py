@@ -29,6 +29,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _clash(kwargs: dict[str, Any], named: frozenset[str]) -> dict[str, Any]:
+    both = sorted(named.intersection(kwargs))
+    raise TypeError(
+        f"keyword argument(s) {', '.join(both)} share a name with another parameter; "
+        "Ringfence cannot check both values under one name, so the call is refused"
+    )
+
+
 def make_binder(fn: Callable[..., Any], *, skip_self: bool = True) -> Callable[..., dict[str, Any]]:
     """A function taking ``fn``'s arguments and returning them as a name → value dict."""
     sig = inspect.signature(fn)
@@ -90,7 +98,16 @@ def make_binder(fn: Callable[..., Any], *, skip_self: bool = True) -> Callable[.
         pieces.append("/")
     body = "{" + ", ".join(items) + "}"
     if varkw:
-        body = f"{{**{{k: _rf_plain(v) for k, v in {varkw}.items()}}, **{body}}}"
+        # A **kwargs entry may share a name with a positional-only parameter or *args
+        # (f(path, /, **kw) called as f("/tmp/x", path="/etc/passwd")): both values reach the
+        # function, so the call is refused rather than checked with only one of them.
+        named = tuple(p.name for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD)
+        ns["_rf_named"] = frozenset(named)
+        ns["_rf_clash"] = _clash
+        body = (
+            f"{{**{{k: _rf_plain(v) for k, v in {varkw}.items()}}, **{body}}} "
+            f"if _rf_named.isdisjoint({varkw}) else _rf_clash({varkw}, _rf_named)"
+        )
     name = getattr(fn, "__name__", "")
     if not name.isidentifier() or keyword.iskeyword(name):
         name = "call"

@@ -167,10 +167,10 @@ class Guard:
         """Decide ``action``, resolve approval, record the decision durably; never raises."""
         decision_id = self._ids()
         try:
-            if action.session is not None and not action.labels:
-                labels = self._labels.get(action.session)
-                if labels:
-                    action = msgspec.structs.replace(action, labels=labels)
+            if action.session is not None and self._labels:
+                labels = self._session_labels_touch(action.session)
+                if labels and not labels <= action.labels:
+                    action = msgspec.structs.replace(action, labels=action.labels | labels)
             decision, resources = self.policy.decide(action, decision_id)
             record = decision_record(
                 action,
@@ -194,7 +194,10 @@ class Guard:
         if decision.effect is Effect.ALLOW and decision.obligations.labels and action.session:
             self._add_labels(action.session, decision.obligations.labels)
         if self.on_decision is not None:
-            self.on_decision(action, decision)
+            try:
+                self.on_decision(action, decision)
+            except Exception:  # an observer must not change or break the decision
+                log.exception("on_decision hook failed for %s", decision.decision_id)
         if self.enforcement is Enforcement.UNSAFE_AUDIT_ONLY:
             log.warning(
                 "UNSAFE audit-only mode: %s %r would be %s (rules %s); NOT enforced [%s]",
@@ -223,6 +226,10 @@ class Guard:
         else:
             try:
                 answer = self.approver(action, decision)
+                if not isinstance(answer, ApprovalAnswer):
+                    raise TypeError(
+                        f"approver returned {type(answer).__name__}, not ApprovalAnswer"
+                    )
             except Exception as exc:
                 log.exception("approver failed for %s", decision.decision_id)
                 answer = ApprovalAnswer(
@@ -252,6 +259,15 @@ class Guard:
             rules=(*decision.rules, APPROVAL_RULE),
             reasons=(*decision.reasons, reason),
         )
+
+    def _session_labels_touch(self, session: str) -> frozenset[str] | None:
+        # Reading a session counts as use, so an active session is never the one evicted.
+        labels = self._labels.get(session)
+        if labels is not None:
+            with self._labels_lock:
+                if session in self._labels:
+                    self._labels.move_to_end(session)
+        return labels
 
     def _add_labels(self, session: str, labels: tuple[str, ...]) -> None:
         with self._labels_lock:

@@ -92,6 +92,7 @@ class SQLiteAuditStore:
         self._fd = -1
         self._lock_fd = -1
         self._retired: list[Path] = []
+        self._failure: str | None = None
         try:
             if readonly:
                 if not (self.path / "audit.sqlite").exists():
@@ -123,8 +124,13 @@ class SQLiteAuditStore:
             existing = journal_files(self.path)
             self._generation = (existing[-1][0] if existing else 0) + 1
             self._open_journal()
-        except (OSError, sqlite3.Error) as exc:
-            raise AuditError(f"cannot open audit store {self.path}: {exc}") from exc
+        except BaseException as exc:
+            # Release what was opened, the lock above all: a retry in this process (after
+            # fixing a corrupt journal, say) must not find the store "open by another process".
+            self._release()
+            if isinstance(exc, OSError | sqlite3.Error):
+                raise AuditError(f"cannot open audit store {self.path}: {exc}") from exc
+            raise
         self._wake = threading.Event()
         self._flusher = threading.Thread(
             target=self._flush_loop,
@@ -137,15 +143,27 @@ class SQLiteAuditStore:
     # -- opening -------------------------------------------------------------------------
 
     def _take_lock(self) -> None:
-        self._lock_fd = os.open(self.path / "audit.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.path / "audit.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(self._lock_fd)
+            os.close(fd)
             raise AuditError(
                 f"audit store {self.path} is open for writing by another process",
                 code="audit.locked",
             ) from None
+        self._lock_fd = fd
+
+    def _release(self) -> None:
+        """Close the connections and files a failed open had opened."""
+        for name in ("_reader", "_db"):
+            conn = self.__dict__.pop(name, None)
+            if conn is not None:
+                conn.close()
+        for fd in (self._fd, self._lock_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._fd = self._lock_fd = -1
 
     def _meta(self, key: str) -> str | None:
         try:
@@ -225,9 +243,16 @@ class SQLiteAuditStore:
         with self._lock:
             if self._closed or self.readonly:
                 raise AuditError("audit store is closed" if self._closed else "store is read-only")
+            if self._failure is not None:
+                raise AuditError(
+                    f"audit journal failed earlier ({self._failure}); reopen the store to recover"
+                )
             try:
                 write_all(self._fd, frame)
             except OSError as exc:
+                # Part of the frame may be in the file: a frame written after it would be
+                # unreadable on recovery, so nothing more is written by this store.
+                self._failure = f"write: {exc}"
                 raise AuditError(f"cannot write the audit journal: {exc}") from exc
             self._pending.append((kind, seq, payload))
             self._journal_bytes += len(frame)
@@ -258,6 +283,9 @@ class SQLiteAuditStore:
             try:
                 os.fdatasync(fd)
             except OSError as exc:
+                # The frame is in the journal but its append failed, so the writer will hand
+                # its seq to the next record: no further record may follow it (see _write).
+                self._failure = f"sync: {exc}"
                 raise AuditError(f"cannot sync the audit journal: {exc}") from exc
             self._synced = upto
 
