@@ -282,9 +282,9 @@ def test_unsafe_mode_still_blocks_on_internal_errors(memory_log: AuditLog) -> No
 
 
 def test_hook_and_approver_faults_never_allow() -> None:
-    import ringfence
     from nacl.signing import SigningKey
 
+    import ringfence
     from ringfence.stores.memory import MemoryAuditStore
 
     policy = ringfence.policy_from_text(
@@ -309,9 +309,9 @@ def test_hook_and_approver_faults_never_allow() -> None:
 
 def test_session_labels_union_with_explicit_labels() -> None:
     import msgspec
-    import ringfence
     from nacl.signing import SigningKey
 
+    import ringfence
     from ringfence.stores.memory import MemoryAuditStore
 
     policy = ringfence.policy_from_text(

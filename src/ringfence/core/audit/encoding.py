@@ -36,7 +36,7 @@ def decode(data: bytes) -> dict[str, Any]:
     """Parse canonical bytes back into a record (InputError if it is not a JSON object)."""
     try:
         value = _decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises the latter itself
         raise InputError(f"record is not valid JSON: {exc}", code="input.record") from None
     if not isinstance(value, dict):
         raise InputError("record is not a JSON object", code="input.record")

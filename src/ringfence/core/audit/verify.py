@@ -96,7 +96,7 @@ def verify_log(
         try:
             # Only the link fields are parsed: every other byte is covered by the leaf hash.
             link = _link_decoder.decode(data)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises both
             report.fail(f"record {expected}: not a valid record ({exc})", expected)
             break
         if link.seq != expected:

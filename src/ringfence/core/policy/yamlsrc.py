@@ -70,6 +70,15 @@ def parse(text: str | bytes, source: str) -> Located:
             raise PolicyError(
                 f"not valid UTF-8 at byte {exc.start}", code="policy.encoding", source=source
             ) from None
+    elif not text.isascii():
+        try:
+            text.encode("utf-8")  # libyaml would raise UnicodeEncodeError on a lone surrogate
+        except UnicodeEncodeError as exc:
+            raise PolicyError(
+                f"not valid UTF-8 at character {exc.start} (lone surrogate)",
+                code="policy.encoding",
+                source=source,
+            ) from None
     if len(text) > MAX_SOURCE_BYTES:
         raise PolicyError(f"file is larger than {MAX_SOURCE_BYTES} bytes", source=source)
     try:
