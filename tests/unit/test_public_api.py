@@ -10,9 +10,24 @@ from pathlib import Path
 import ringfence
 
 EXPECTED = [
-    "Action", "ActionKind", "ApprovalAnswer", "AuditError", "AuditLog", "Decision",
-    "DeniedError", "Effect", "Enforcement", "Guard", "InputError", "Policy", "PolicyError",
-    "Resource", "RingfenceError", "load_policy", "open_audit_log", "open_guard",
+    "Action",
+    "ActionKind",
+    "ApprovalAnswer",
+    "AuditError",
+    "AuditLog",
+    "Decision",
+    "DeniedError",
+    "Effect",
+    "Enforcement",
+    "Guard",
+    "InputError",
+    "Policy",
+    "PolicyError",
+    "Resource",
+    "RingfenceError",
+    "load_policy",
+    "open_audit_log",
+    "open_guard",
     "policy_from_text",
 ]
 
@@ -34,7 +49,8 @@ def test_unknown_attribute() -> None:
 
 
 def test_import_is_light() -> None:
-    code = "import sys, ringfence; print(sorted(m for m in ('yaml','nacl','cel','sqlite3','msgspec') if m in sys.modules))"
+    heavy = "('yaml', 'nacl', 'cel', 'sqlite3', 'msgspec')"
+    code = f"import sys, ringfence; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -45,7 +61,9 @@ def test_readme_example_runs(tmp_path: Path, monkeypatch) -> None:  # type: igno
     code = re.findall(r"```python\n(.*?)```", readme, re.S)[0]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "examples").mkdir()
-    (tmp_path / "examples" / "policy.yaml").write_text((root / "examples" / "policy.yaml").read_text())
+    (tmp_path / "examples" / "policy.yaml").write_text(
+        (root / "examples" / "policy.yaml").read_text()
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [

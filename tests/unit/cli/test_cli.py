@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from pathlib import Path
@@ -41,8 +42,12 @@ def run(*args: str, input: str | None = None) -> tuple[int, str]:
 
 @pytest.mark.parametrize(
     ("path", "code", "effect"),
-    [("/data/x", 0, "allow"), ("/etc/passwd", 3, "deny"), ("/home/u/x", 4, "require_approval"),
-     ("/srv/x", 3, "deny")],
+    [
+        ("/data/x", 0, "allow"),
+        ("/etc/passwd", 3, "deny"),
+        ("/home/u/x", 4, "require_approval"),
+        ("/srv/x", 3, "deny"),
+    ],
 )
 def test_check_exit_codes(policy_file: Path, path: str, code: int, effect: str) -> None:
     action = json.dumps({"tool": "read_file", "args": {"path": path}})
@@ -53,8 +58,12 @@ def test_check_exit_codes(policy_file: Path, path: str, code: int, effect: str) 
 
 @pytest.mark.parametrize(
     ("text", "code"),
-    [("{not json", "input.json"), ('{"tool": 5}', "input.action"), ("[]", "input.action"),
-     ('{"tool": "read_file", "args": {"path": "/data/x"}, "bogus": 1}', "input.action")],
+    [
+        ("{not json", "input.json"),
+        ('{"tool": 5}', "input.action"),
+        ("[]", "input.action"),
+        ('{"tool": "read_file", "args": {"path": "/data/x"}, "bogus": 1}', "input.action"),
+    ],
 )
 def test_check_bad_action_is_a_coded_error(policy_file: Path, text: str, code: str) -> None:
     exit_code, out = run("check", "-p", str(policy_file), "-", input=text)
@@ -105,10 +114,8 @@ def _make_log(tmp_path: Path, policy_file: Path, calls: int = 30) -> Path:
     guard = ringfence.open_guard(str(policy_file), data_dir=data)
     read = guard.wrap(lambda path: "content", tool="read_file")
     for i in range(calls):
-        try:
+        with contextlib.suppress(ringfence.DeniedError):
             read(f"/data/{i}" if i % 3 else "/etc/passwd")
-        except ringfence.DeniedError:
-            pass
     guard.audit.checkpoint()
     guard.close()
     return data
@@ -203,7 +210,8 @@ def test_policy_tests_command(tmp_path: Path, policy_file: Path) -> None:
     t = tmp_path / "p_test.yaml"
     t.write_text(
         "policy: policy.yaml\ncases:\n"
-        "  - {name: etc, action: {tool: read_file, args: {path: /etc/x}}, expect: deny, rules: [no-etc]}\n"
+        "  - {name: etc, action: {tool: read_file, args: {path: /etc/x}},"
+        " expect: deny, rules: [no-etc]}\n"
         "  - {name: data, action: {tool: read_file, args: {path: /data/x}}, expect: allow}\n"
     )
     code, out = run("test", str(tmp_path))
@@ -221,11 +229,16 @@ def test_demo_runs_and_detects_tampering(tmp_path: Path) -> None:
     assert code == 0, out
     assert "audit verify: OK" in out
     assert "FAILED as it should" in out
-    assert "deny" in out and "require_approval" not in out.split("audit verify")[0] or True
+    assert ("deny" in out and "require_approval" not in out.split("audit verify")[0]) or True
     outbox = (tmp_path / "workspace" / "outbox.jsonl").read_text().splitlines()
-    assert [json.loads(line)["to"] for line in outbox] == ["team@example.com", "cfo@partner-corp.test"]
+    assert [json.loads(line)["to"] for line in outbox] == [
+        "team@example.com",
+        "cfo@partner-corp.test",
+    ]
     assert not (tmp_path / "etc").exists()
-    rows = sqlite3.connect(tmp_path / "workspace" / "company.db").execute("SELECT COUNT(*) FROM sales")
+    rows = sqlite3.connect(tmp_path / "workspace" / "company.db").execute(
+        "SELECT COUNT(*) FROM sales"
+    )
     assert rows.fetchone()[0] == 6  # the DELETE was denied and never ran
 
 
