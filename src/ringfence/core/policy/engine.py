@@ -252,8 +252,9 @@ def _validator(tool: ToolDecl) -> Callable[[Any], Any] | None:
     import fastjsonschema
 
     try:
+        # use_default=False: otherwise validating writes schema defaults into the action's args
         validate: Callable[[Any], Any] = fastjsonschema.compile(
-            tool.schema, handlers=_NoRemoteRefs()
+            tool.schema, handlers=_NoRemoteRefs(), use_default=False
         )
     except Exception as exc:  # a malformed schema raises re.error, AttributeError, TypeError, …
         w = tool.where
