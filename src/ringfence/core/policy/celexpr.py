@@ -107,7 +107,12 @@ def compile_cel(expression: str) -> Callable[[Action, dict[str, Any], tuple[Reso
     code_only = _STRING_LITERAL.sub("''", expression)
     fields = {m.group(1) for m in _ACTION_DOT.finditer(code_only)}
     whole = len(_ACTION_ANY.findall(code_only)) > len(_ACTION_DOT.findall(code_only))
-    if whole or not fields <= _FIELDS:
+    if not fields <= _FIELDS:
+        raise CelCompileError(
+            f"unknown action field(s) {', '.join(sorted(fields - _FIELDS))} "
+            f"(action has: {', '.join(sorted(_FIELDS))})"
+        )
+    if whole:
         fields = set(_FIELDS)  # the whole map is used (or a field CEL will report missing)
     wanted = tuple(sorted(fields))
     uses_action = "action" in program.variables()

@@ -47,7 +47,7 @@ class _Compiled:
 class _Bucket:
     """Everything needed to decide actions of one (kind, tool)."""
 
-    __slots__ = ("allow", "approval", "deny", "extract", "obligations", "validate")
+    __slots__ = ("allow", "approval", "deny", "extract", "obligations", "refusal", "validate")
 
     def __init__(
         self,
@@ -60,6 +60,7 @@ class _Bucket:
         self.allow = tuple(r for r in rules if r.effect is Effect.ALLOW)
         self.validate = validate
         self.extract = extract
+        self.refusal: str | None = None
         # Redactions any applicable rule names apply to every record of this tool.
         redact = tuple(sorted({f for r in rules for f in r.redact}))
         self.obligations = {r.id: Obligations(redact=redact, labels=r.labels) for r in rules}
@@ -102,13 +103,18 @@ class Policy:
             and (r.rule.tools is None or names_match(r.rule.tools, tool))
         ]
         decl = self.spec.tools.get(tool)
+        refusal = None
         if decl is not None and decl.kind != kind:
+            # Sending a declared tool under another kind would skip its schema and resource
+            # declarations while rules scoped by tool name alone still match: refuse it.
+            refusal = f"tool {tool!r} is declared as {decl.kind}, not {kind}"
             decl = None
         bucket = _Bucket(
             rules,
             self._validators.get(tool) if decl is not None else None,
             decl.resources if decl is not None else (),
         )
+        bucket.refusal = refusal
         if len(self._index) < MAX_CACHED_BUCKETS:
             self._index[(kind, tool)] = bucket
         return bucket
@@ -134,6 +140,8 @@ class Policy:
             action.kind, action.tool
         )
         args = action.args
+        if bucket.refusal is not None:
+            return self._special(SCHEMA_RULE, bucket.refusal, decision_id, bucket), action.resources
         problem = argument_problem(args, self.limits)
         if problem is not None:
             return self._special(INPUT_RULE, problem, decision_id, bucket), action.resources

@@ -118,7 +118,7 @@ def build_spec(documents: list[Located]) -> PolicySpec:
         top = doc.mapping(located.value, (), _DOC_KEYS)
         if "version" not in top:
             raise doc.fail((), f"missing 'version' (use version: {POLICY_LANGUAGE_VERSION})")
-        if top["version"] != POLICY_LANGUAGE_VERSION or isinstance(top["version"], bool):
+        if type(top["version"]) is not int or top["version"] != POLICY_LANGUAGE_VERSION:
             raise doc.fail(
                 ("version",),
                 f"unsupported policy language version {top['version']!r} "

@@ -232,3 +232,15 @@ def test_action_map_has_every_field() -> None:
         "context": {"c": 1},
     }
     assert action_map(a, (), ("agent", "labels")) == {"agent": "ag", "labels": ["a", "b"]}
+
+
+def test_unknown_action_field_is_a_load_error() -> None:
+    import pytest
+
+    from ringfence.core.policy.load import policy_from_text
+    from ringfence.errors import PolicyError
+
+    with pytest.raises(PolicyError) as err:
+        policy_from_text("version: 1\nrules:\n  - {id: r, effect: deny, cel: 'action.nope == 1'}\n")
+    assert err.value.code == "policy.cel"
+    assert "unknown action field(s) nope" in err.value.message

@@ -480,3 +480,15 @@ class TestOperands:
             ("lt", 2.5),
             ("eq", None),
         ]
+
+
+def test_version_must_be_the_integer_one() -> None:
+    import pytest
+
+    from ringfence.core.policy.load import policy_from_text
+    from ringfence.errors import PolicyError
+
+    for version in ("1.0", "'1'", "true"):
+        with pytest.raises(PolicyError) as err:
+            policy_from_text(f"version: {version}\nrules:\n  - {{id: r, effect: deny}}\n")
+        assert err.value.code == "policy.version"
