@@ -75,17 +75,21 @@ def _redact_path(node: dict[str, Any], path: list[str]) -> dict[str, Any]:
     return copy
 
 
-class _Record(msgspec.Struct, kw_only=True, gc=False):
-    """Common fields; ``seq`` and ``prev`` are set by the writer."""
+class _Record(msgspec.Struct, gc=False):
+    """Common fields; ``seq`` and ``prev`` are set by the writer.
 
-    v: int = SCHEMA_VERSION
-    seq: int = -1
-    prev: str = ""
+    Records are built positionally (about 5x cheaper than by keyword for 24 fields, and
+    this is on every guarded call); the builders below are the only callers.
+    """
+
+    v: int
+    seq: int
+    prev: str
     ts: int
     decision_id: str
 
 
-class DecisionRecord(_Record, tag_field="type", tag="decision", kw_only=True, gc=False):
+class DecisionRecord(_Record, tag_field="type", tag="decision", gc=False):
     """A policy decision (see the module docstring)."""
 
     agent: str
@@ -110,7 +114,7 @@ class DecisionRecord(_Record, tag_field="type", tag="decision", kw_only=True, gc
     policy: dict[str, str]
 
 
-class OutcomeRecord(_Record, tag_field="type", tag="outcome", kw_only=True, gc=False):
+class OutcomeRecord(_Record, tag_field="type", tag="outcome", gc=False):
     """What happened when an allowed action ran."""
 
     agent: str
@@ -123,7 +127,7 @@ class OutcomeRecord(_Record, tag_field="type", tag="outcome", kw_only=True, gc=F
     error: str | None
 
 
-class ApprovalRecord(_Record, tag_field="type", tag="approval", kw_only=True, gc=False):
+class ApprovalRecord(_Record, tag_field="type", tag="approval", gc=False):
     """An approver's answer to a require_approval decision."""
 
     agent: str
@@ -150,28 +154,31 @@ def decision_record(
     else:
         args, request, reason = action.args, action.request, action.reason
     return DecisionRecord(
-        ts=time_ns,
-        decision_id=decision.decision_id,
-        agent=action.agent,
-        roles=action.roles,
-        user=action.user,
-        delegation=action.delegation,
-        session=action.session,
-        trace_id=action.trace_id,
-        span_id=action.span_id,
-        request=request,
-        reason=reason,
-        kind=action.kind,
-        tool=action.tool,
-        args=args,
-        resources=resources,
-        effect=decision.effect.value,
-        enforced=enforced,
-        rules=decision.rules,
-        reasons=decision.reasons,
-        errors=decision.errors,
-        obligations=ob,
-        policy={"name": policy_name, "version": decision.policy_version},
+        SCHEMA_VERSION,
+        -1,
+        "",
+        time_ns,
+        decision.decision_id,
+        action.agent,
+        action.roles,
+        action.user,
+        action.delegation,
+        action.session,
+        action.trace_id,
+        action.span_id,
+        request,
+        reason,
+        action.kind,
+        action.tool,
+        args,
+        resources,
+        decision.effect.value,
+        enforced,
+        decision.rules,
+        decision.reasons,
+        decision.errors,
+        ob,
+        {"name": policy_name, "version": decision.policy_version},
     )
 
 
@@ -188,16 +195,19 @@ def outcome_record(
 ) -> OutcomeRecord:
     """The record of what happened when an allowed action ran."""
     return OutcomeRecord(
-        ts=time_ns,
-        decision_id=decision_id,
-        agent=action.agent,
-        session=action.session,
-        tool=action.tool,
-        status=status,
-        duration_ns=duration_ns,
-        result_sha256=result_sha256,
-        result_size=result_size,
-        error=error,
+        SCHEMA_VERSION,
+        -1,
+        "",
+        time_ns,
+        decision_id,
+        action.agent,
+        action.session,
+        action.tool,
+        status,
+        duration_ns,
+        result_sha256,
+        result_size,
+        error,
     )
 
 
@@ -206,14 +216,17 @@ def approval_record(
 ) -> ApprovalRecord:
     """The record of an approver's answer to a require_approval decision."""
     return ApprovalRecord(
-        ts=time_ns,
-        decision_id=decision_id,
-        agent=action.agent,
-        session=action.session,
-        tool=action.tool,
-        approved=approved,
-        approver=approver,
-        note=note,
+        SCHEMA_VERSION,
+        -1,
+        "",
+        time_ns,
+        decision_id,
+        action.agent,
+        action.session,
+        action.tool,
+        approved,
+        approver,
+        note,
     )
 
 
