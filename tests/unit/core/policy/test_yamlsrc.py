@@ -309,7 +309,11 @@ class TestNesting:
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
         )
         assert out.returncode == 0, out.stderr
-        assert out.stdout == "policy.invalid nested too deeply\n"
+        # Our own depth check, or (PyYAML >= 6.0.4) libyaml's: either way a coded load error.
+        assert out.stdout in (
+            "policy.invalid nested too deeply\n",
+            "policy.yaml malformed YAML: exceeded maximum nesting depth\n",
+        )
 
 
 class TestLocated:
