@@ -213,6 +213,13 @@ class SQLiteAuditStore:
         self._journal_path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._journal_bytes = 0
+        if self.durability == "fsync":
+            # The new file's directory entry must survive a power cut too.
+            folder = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -313,9 +320,19 @@ class SQLiteAuditStore:
             self._flush()
 
     def _flush(self) -> None:
-        with self._lock:
+        # In fsync mode the sync lock is taken first (the order _sync uses), so a rotation
+        # can never close the descriptor a concurrent group commit is about to sync.
+        syncing = self._sync_lock if self.durability == "fsync" else contextlib.nullcontext()
+        with syncing, self._lock:
             batch, self._pending = self._pending, []
             if self._journal_bytes >= ROTATE_BYTES and not self._closed:
+                if self.durability == "fsync":
+                    try:
+                        os.fdatasync(self._fd)
+                    except OSError as exc:
+                        self._failure = f"sync: {exc}"
+                        raise AuditError(f"cannot sync the audit journal: {exc}") from exc
+                    self._synced = self._written
                 os.close(self._fd)
                 self._retired.append(self._journal_path)
                 self._generation += 1

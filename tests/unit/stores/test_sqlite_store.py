@@ -552,3 +552,34 @@ def test_recovery_reads_every_generation_in_order(store_dir: Path, signing_key: 
     assert list(read_frames(journals(store_dir)[0])) == []
     store.close()
     assert first.name == "audit-journal.1"
+
+
+def test_fsync_rotation_under_concurrent_writers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rotation in fsync mode must not close a descriptor a group commit is syncing."""
+    monkeypatch.setattr(sqlite_module, "ROTATE_BYTES", 2_000)
+    monkeypatch.setattr(sqlite_module, "FLUSH_BATCH", 7)
+    key = SigningKey.generate()
+    log = AuditLog(SQLiteAuditStore(tmp_path, durability="fsync"), key, checkpoint_every=50)
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(60):
+                log.append({"v": 1, "type": "test", "ts": i, "decision_id": f"{n}-{i}"})
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log.close()
+    assert errors == []
+    store = SQLiteAuditStore(tmp_path, readonly=True)
+    report = verify_log(store.records(), store.checkpoints(), log.public_keys, log_id=store.log_id)
+    store.close()
+    assert report.ok, report.problems
+    assert report.records == 240
