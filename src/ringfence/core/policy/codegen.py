@@ -19,6 +19,7 @@ from ringfence.core.action import Action, Resource
 from ringfence.core.decision import Effect
 from ringfence.core.policy.globs import name_regex, path_regex
 from ringfence.core.policy.model import Condition, Rule
+from ringfence.core.policy.regex import compile_regex
 
 Test = Callable[[Action, dict[str, Any], tuple[Resource, ...]], bool]
 
@@ -45,7 +46,7 @@ def _contains(container: object, item: object) -> bool:
     return _type_error("a string or a list", container)
 
 
-def _search_any(patterns: tuple[re.Pattern[str], ...], value: str) -> bool:
+def _search_any(patterns: tuple[Any, ...], value: str) -> bool:
     return any(p.search(value) is not None for p in patterns)
 
 
@@ -143,8 +144,8 @@ class _Gen:
         if op == "regex":
             # Compiled one by one: a pattern's inline flags ("(?i)") must stay at its start.
             if len(x) == 1:
-                return f"({self.const(re.compile(x[0]))}.search({v}) is not None)"
-            return f"_search_any({self.const(tuple(re.compile(p) for p in x))}, {v})"
+                return f"({self.const(compile_regex(x[0]))}.search({v}) is not None)"
+            return f"_search_any({self.const(tuple(compile_regex(p) for p in x))}, {v})"
         if op in ("lt", "le", "gt", "ge"):
             sym = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}[op]
             return (

@@ -25,6 +25,7 @@ from ringfence.core.policy.model import (
     ToolDecl,
     Where,
 )
+from ringfence.core.policy.regex import RegexError, compile_regex
 from ringfence.core.policy.yamlsrc import Located, Path, dotted
 from ringfence.errors import PolicyError
 
@@ -322,8 +323,8 @@ def _operand(doc: _Doc, op: str, value: Any, path: Path) -> Any:
         if op == "regex":
             for i, pattern in enumerate(values):
                 try:
-                    re.compile(pattern)
-                except re.error as exc:
+                    compile_regex(pattern)
+                except RegexError as exc:
                     raise doc.fail(
                         path if len(values) == 1 else (*path, i), f"bad regex: {exc}"
                     ) from None

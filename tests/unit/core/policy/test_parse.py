@@ -452,12 +452,12 @@ class TestOperands:
     def test_bad_regex(self) -> None:
         err = cond_error("{arg: s, regex: '(unclosed'}")
         assert_error(err, "policy.invalid", 13, "rules[0].when[0].regex")
-        assert err.reason.startswith("bad regex: missing ), unterminated subpattern")
+        assert err.reason.startswith("bad regex: missing ): (unclosed")
 
     def test_bad_regex_in_a_list_names_the_item(self) -> None:
         err = cond_error("{arg: s, regex: ['ok', '[z-a]']}")
         assert_error(err, "policy.invalid", 13, "rules[0].when[0].regex[1]")
-        assert err.reason.startswith("bad regex: bad character range z-a")
+        assert err.reason.startswith("bad regex: invalid character class range: z-a")
 
     @pytest.mark.parametrize("value", ["'yes'", "1", "null", "[true]"])
     def test_exists_needs_a_bool(self, value: str) -> None:
