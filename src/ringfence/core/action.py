@@ -43,9 +43,11 @@ class Resource(msgspec.Struct, frozen=True, gc=False):
         return f"{self.type}:{self.value}"
 
 
-class Action(msgspec.Struct, frozen=True, gc=False, kw_only=True, forbid_unknown_fields=True):
+class Action(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     """One action an agent asks to take. Build it, then hand it to a policy or a Guard.
 
+    Build it with keywords; the field order is not part of the API (the Guard builds it
+    positionally, which is several times cheaper, and tracks the order here).
     ``args`` must not be mutated after the action is built.  ``resources`` holds resources
     the caller names explicitly; the policy adds the ones its tool declarations derive from
     the arguments.  ``time_ns`` is nanoseconds since the Unix epoch, supplied by the caller.

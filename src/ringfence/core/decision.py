@@ -35,8 +35,12 @@ class Obligations(msgspec.Struct, frozen=True, gc=False):
 NO_OBLIGATIONS = Obligations()
 
 
-class Decision(msgspec.Struct, frozen=True, gc=False, kw_only=True):
-    """The outcome of evaluating one action against one policy version."""
+class Decision(msgspec.Struct, frozen=True, gc=False):
+    """The outcome of evaluating one action against one policy version.
+
+    Positional construction is allowed (the engine uses it: it is several times cheaper);
+    callers should prefer keywords.
+    """
 
     effect: Effect
     rules: tuple[str, ...]

@@ -145,20 +145,23 @@ class Guard:
     def action(self, tool: str, args: dict[str, Any], kind: str = ActionKind.TOOL_CALL) -> Action:
         """An Action for ``tool`` with the current context and the Guard's clock."""
         ctx = _CONTEXT.get() or self.defaults
+        # Positional, in Action's field order (kind, tool, args, agent, roles, user,
+        # delegation, resources, session, trace_id, span_id, request, reason, time_ns).
         return Action(
-            kind=kind,
-            tool=tool,
-            args=args,
-            agent=ctx.agent,
-            roles=ctx.roles,
-            user=ctx.user,
-            delegation=ctx.delegation,
-            session=ctx.session,
-            trace_id=ctx.trace_id,
-            span_id=ctx.span_id,
-            request=ctx.request,
-            reason=ctx.reason,
-            time_ns=self._clock(),
+            kind,
+            tool,
+            args,
+            ctx.agent,
+            ctx.roles,
+            ctx.user,
+            ctx.delegation,
+            (),
+            ctx.session,
+            ctx.trace_id,
+            ctx.span_id,
+            ctx.request,
+            ctx.reason,
+            self._clock(),
         )
 
     # -- deciding ----------------------------------------------------------------------------

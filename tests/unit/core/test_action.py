@@ -189,9 +189,25 @@ class TestActionValue:
         with pytest.raises(AttributeError):
             a.tool = "other"  # type: ignore[misc]
 
-    def test_keyword_only(self) -> None:
-        with pytest.raises(TypeError):
-            Action("tool_call", "t")  # type: ignore[misc]
+    def test_field_order_is_pinned(self) -> None:
+        # The Guard builds Actions positionally (it is several times cheaper): a reordering
+        # of the fields must be a deliberate change that updates Guard.action too.
+        assert Action.__struct_fields__[:14] == (
+            "kind",
+            "tool",
+            "args",
+            "agent",
+            "roles",
+            "user",
+            "delegation",
+            "resources",
+            "session",
+            "trace_id",
+            "span_id",
+            "request",
+            "reason",
+            "time_ns",
+        )
 
     def test_default_containers_are_not_shared(self) -> None:
         a, b = Action(kind="k", tool="t"), Action(kind="k", tool="t")

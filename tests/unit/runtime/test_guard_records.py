@@ -510,3 +510,54 @@ def test_guard_is_a_context_manager_that_closes_its_log(memory_log: AuditLog) ->
         guard.check(guard.action("safe_delete", {"path": "/tmp/x"}))
     with pytest.raises(ringfence.AuditError):
         memory_log.append({"type": "late"})
+
+
+def test_guard_action_fills_every_context_field() -> None:
+    """Guard.action builds Actions positionally: pin that each field lands where it belongs."""
+    from nacl.signing import SigningKey
+
+    import ringfence
+    from ringfence.stores.memory import MemoryAuditStore
+    from ringfence.testing import FixedClock
+
+    policy = ringfence.policy_from_text("version: 1\nrules:\n  - {id: r, effect: allow}\n")
+    clock = FixedClock(123)
+    guard = ringfence.Guard(
+        policy,
+        audit=ringfence.AuditLog(MemoryAuditStore(), SigningKey.generate()),
+        agent="agent:a",
+        roles=("r1",),
+        user="u",
+        clock=clock,
+    )
+    with guard.context(
+        delegation=["agent:root"],
+        session="s",
+        trace_id="t",
+        span_id="sp",
+        request="q",
+        reason="why",
+    ):
+        a = guard.action("tool", {"x": 1}, "code_exec")
+    assert (a.kind, a.tool, a.args, a.agent, a.roles, a.user) == (
+        "code_exec",
+        "tool",
+        {"x": 1},
+        "agent:a",
+        ("r1",),
+        "u",
+    )
+    assert (a.delegation, a.resources, a.session, a.trace_id, a.span_id) == (
+        ("agent:root",),
+        (),
+        "s",
+        "t",
+        "sp",
+    )
+    assert (a.request, a.reason, a.time_ns, a.labels, a.context) == (
+        "q",
+        "why",
+        123,
+        frozenset(),
+        {},
+    )

@@ -31,7 +31,18 @@ MAX_CACHED_BUCKETS = 10_000
 
 
 class _Compiled:
-    __slots__ = ("effect", "error_matches", "id", "labels", "reason", "redact", "rule", "test")
+    __slots__ = (
+        "effect",
+        "error_matches",
+        "id",
+        "ids",
+        "labels",
+        "reason",
+        "reasons",
+        "redact",
+        "rule",
+        "test",
+    )
 
     def __init__(self, rule: Rule, test: Test) -> None:
         self.rule = rule
@@ -40,6 +51,8 @@ class _Compiled:
         self.test = test
         self.error_matches = rule.effect is not Effect.ALLOW
         self.reason = rule.reason or rule.description or f"rule {rule.id} ({rule.effect.value})"
+        self.ids = (rule.id,)
+        self.reasons = (self.reason,)
         self.labels = rule.labels
         self.redact = rule.redact
 
@@ -47,7 +60,16 @@ class _Compiled:
 class _Bucket:
     """Everything needed to decide actions of one (kind, tool)."""
 
-    __slots__ = ("allow", "approval", "deny", "extract", "obligations", "refusal", "validate")
+    __slots__ = (
+        "allow",
+        "approval",
+        "deny",
+        "extract",
+        "groups",
+        "obligations",
+        "refusal",
+        "validate",
+    )
 
     def __init__(
         self,
@@ -58,6 +80,7 @@ class _Bucket:
         self.deny = tuple(r for r in rules if r.effect is Effect.DENY)
         self.approval = tuple(r for r in rules if r.effect is Effect.REQUIRE_APPROVAL)
         self.allow = tuple(r for r in rules if r.effect is Effect.ALLOW)
+        self.groups = tuple(g for g in (self.deny, self.approval, self.allow) if g)
         self.validate = validate
         self.extract = extract
         self.refusal: str | None = None
@@ -158,9 +181,7 @@ class Policy:
             except TypeError as exc:
                 return self._special(INPUT_RULE, str(exc), decision_id, bucket), action.resources
         errors: list[str] = []
-        for group in (bucket.deny, bucket.approval, bucket.allow):
-            if not group:
-                continue
+        for group in bucket.groups:  # deny, then approval, then allow; empty ones left out
             hits: list[_Compiled] = []
             for rule in group:
                 try:
@@ -173,32 +194,38 @@ class Policy:
             if hits:
                 return self._decide(hits, errors, decision_id, bucket), res
         return Decision(
-            effect=Effect.DENY,
-            rules=(DEFAULT_RULE,),
-            reasons=(f"no rule allows {action.kind} {action.tool!r} (default deny)",),
-            policy_version=self.version,
-            decision_id=decision_id,
-            obligations=bucket.obligations[""],
-            errors=tuple(errors),
+            Effect.DENY,
+            (DEFAULT_RULE,),
+            (f"no rule allows {action.kind} {action.tool!r} (default deny)",),
+            self.version,
+            decision_id,
+            bucket.obligations[""],
+            tuple(errors),
         ), res
 
     def _decide(
         self, hits: list[_Compiled], errors: list[str], decision_id: str, bucket: _Bucket
     ) -> Decision:
         first = hits[0]
-        if len(hits) == 1:
-            obligations = bucket.obligations[first.id]
-        else:
-            labels = tuple(sorted({lab for h in hits for lab in h.labels}))
-            obligations = Obligations(redact=bucket.obligations[""].redact, labels=labels)
+        if len(hits) == 1:  # the common case: ids and reasons were made at load time
+            return Decision(
+                first.effect,
+                first.ids,
+                first.reasons,
+                self.version,
+                decision_id,
+                bucket.obligations[first.id],
+                tuple(errors) if errors else (),
+            )
+        labels = tuple(sorted({lab for h in hits for lab in h.labels}))
         return Decision(
-            effect=first.effect,
-            rules=tuple(h.id for h in hits),
-            reasons=tuple(h.reason for h in hits),
-            policy_version=self.version,
-            decision_id=decision_id,
-            obligations=obligations,
-            errors=tuple(errors),
+            first.effect,
+            tuple(h.id for h in hits),
+            tuple(h.reason for h in hits),
+            self.version,
+            decision_id,
+            Obligations(redact=bucket.obligations[""].redact, labels=labels),
+            tuple(errors),
         )
 
     def _special(self, rule_id: str, reason: str, decision_id: str, bucket: _Bucket) -> Decision:
