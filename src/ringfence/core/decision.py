@@ -25,8 +25,8 @@ class Effect(StrEnum):
 class Obligations(msgspec.Struct, frozen=True, gc=False):
     """Duties that come with a decision: fields to redact in the audit record, session labels."""
 
+    labels: tuple[str, ...] = ()  # fields in code-point order: records encode them unsorted
     redact: tuple[str, ...] = ()
-    labels: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.redact or self.labels)

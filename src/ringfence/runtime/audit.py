@@ -19,7 +19,7 @@ import msgspec
 from nacl.signing import SigningKey, VerifyKey
 
 from ringfence.core.audit.checkpoint import key_id, sign_checkpoint
-from ringfence.core.audit.encoding import canonical, encode_unchecked
+from ringfence.core.audit.encoding import canonical, encode_record, encode_unchecked
 from ringfence.core.audit.merkle import CompactRange, leaf_hash
 from ringfence.core.audit.record import Record
 from ringfence.core.audit.verify import Report, verify_log
@@ -121,7 +121,9 @@ class AuditLog:
                         record if type(record) is dict else msgspec.to_builtins(record)
                     )
                 else:
-                    data = encode_unchecked(record)
+                    data = (
+                        encode_unchecked(record) if type(record) is dict else encode_record(record)
+                    )
             except InputError as exc:
                 raise AuditError(f"record cannot be encoded: {exc.message}") from exc
             except (TypeError, ValueError, OverflowError) as exc:

@@ -22,6 +22,8 @@ FORMAT = "rf-cjson-1"
 _encoder = msgspec.json.Encoder(order="sorted")
 _decoder = msgspec.json.Decoder()
 encode_unchecked = _encoder.encode
+# For record structs whose fields are declared in code-point order: same bytes, no sorting.
+encode_record = msgspec.json.Encoder(order="deterministic").encode
 
 
 def canonical(record: dict[str, Any]) -> bytes:

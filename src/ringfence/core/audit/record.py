@@ -75,67 +75,77 @@ def _redact_path(node: dict[str, Any], path: list[str]) -> dict[str, Any]:
     return copy
 
 
-class _Record(msgspec.Struct, gc=False):
-    """Common fields; ``seq`` and ``prev`` are set by the writer.
+class DecisionRecord(msgspec.Struct, gc=False):
+    """A policy decision (see the module docstring).
 
-    Records are built positionally (about 5x cheaper than by keyword for 24 fields, and
-    this is on every guarded call); the builders below are the only callers.
+    Fields are declared in code-point order and built positionally: encoded with
+    ``order="deterministic"`` (dict keys sorted, struct fields as declared) the bytes are
+    exactly the canonical sorted form, about 40 % cheaper than sorting every time.  A test
+    pins the equality for every record type.
     """
 
-    v: int
-    seq: int
-    prev: str
-    ts: int
-    decision_id: str
-
-
-class DecisionRecord(_Record, tag_field="type", tag="decision", gc=False):
-    """A policy decision (see the module docstring)."""
-
     agent: str
-    roles: tuple[str, ...]
-    user: str | None
-    delegation: tuple[str, ...]
-    session: str | None
-    trace_id: str | None
-    span_id: str | None
-    request: str | None
-    reason: str | None
-    kind: str
-    tool: str
     args: dict[str, Any]
-    resources: tuple[Resource, ...]
+    decision_id: str
+    delegation: tuple[str, ...]
     effect: str
     enforced: bool
-    rules: tuple[str, ...]
-    reasons: tuple[str, ...]
     errors: tuple[str, ...]
+    kind: str
     obligations: Obligations
     policy: dict[str, str]
+    prev: str
+    reason: str | None
+    reasons: tuple[str, ...]
+    request: str | None
+    resources: tuple[Resource, ...]
+    roles: tuple[str, ...]
+    rules: tuple[str, ...]
+    seq: int
+    session: str | None
+    span_id: str | None
+    tool: str
+    trace_id: str | None
+    ts: int
+    type: str
+    user: str | None
+    v: int
 
 
-class OutcomeRecord(_Record, tag_field="type", tag="outcome", gc=False):
-    """What happened when an allowed action ran."""
+class OutcomeRecord(msgspec.Struct, gc=False):
+    """What happened when an allowed action ran (fields in code-point order)."""
 
     agent: str
-    session: str | None
-    tool: str
-    status: str
+    decision_id: str
     duration_ns: int
+    error: str | None
+    prev: str
     result_sha256: str | None
     result_size: int | None
-    error: str | None
+    seq: int
+    session: str | None
+    status: str
+    tool: str
+    ts: int
+    type: str
+    v: int
 
 
-class ApprovalRecord(_Record, tag_field="type", tag="approval", gc=False):
-    """An approver's answer to a require_approval decision."""
+class ApprovalRecord(msgspec.Struct, gc=False):
+    """An approver's answer to a require_approval decision (fields in code-point order)."""
 
     agent: str
-    session: str | None
-    tool: str
     approved: bool
     approver: str
+    decision_id: str
     note: str
+    prev: str
+    seq: int
+    session: str | None
+    tool: str
+    ts: int
+    type: str
+    v: int
 
 
 def decision_record(
@@ -154,31 +164,32 @@ def decision_record(
     else:
         args, request, reason = action.args, action.request, action.reason
     return DecisionRecord(
-        SCHEMA_VERSION,
-        -1,
-        "",
-        time_ns,
-        decision.decision_id,
         action.agent,
-        action.roles,
-        action.user,
-        action.delegation,
-        action.session,
-        action.trace_id,
-        action.span_id,
-        request,
-        reason,
-        action.kind,
-        action.tool,
         args,
-        resources,
+        decision.decision_id,
+        action.delegation,
         decision.effect.value,
         enforced,
-        decision.rules,
-        decision.reasons,
         decision.errors,
+        action.kind,
         ob,
         {"name": policy_name, "version": decision.policy_version},
+        "",
+        reason,
+        decision.reasons,
+        request,
+        resources,
+        action.roles,
+        decision.rules,
+        -1,
+        action.session,
+        action.span_id,
+        action.tool,
+        action.trace_id,
+        time_ns,
+        "decision",
+        action.user,
+        SCHEMA_VERSION,
     )
 
 
@@ -195,19 +206,20 @@ def outcome_record(
 ) -> OutcomeRecord:
     """The record of what happened when an allowed action ran."""
     return OutcomeRecord(
-        SCHEMA_VERSION,
-        -1,
-        "",
-        time_ns,
-        decision_id,
         action.agent,
-        action.session,
-        action.tool,
-        status,
+        decision_id,
         duration_ns,
+        error,
+        "",
         result_sha256,
         result_size,
-        error,
+        -1,
+        action.session,
+        status,
+        action.tool,
+        time_ns,
+        "outcome",
+        SCHEMA_VERSION,
     )
 
 
@@ -216,17 +228,18 @@ def approval_record(
 ) -> ApprovalRecord:
     """The record of an approver's answer to a require_approval decision."""
     return ApprovalRecord(
-        SCHEMA_VERSION,
-        -1,
-        "",
-        time_ns,
-        decision_id,
         action.agent,
-        action.session,
-        action.tool,
         approved,
         approver,
+        decision_id,
         note,
+        "",
+        -1,
+        action.session,
+        action.tool,
+        time_ns,
+        "approval",
+        SCHEMA_VERSION,
     )
 
 
