@@ -17,6 +17,8 @@ import fcntl
 import logging
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -26,6 +28,12 @@ import msgspec
 
 from ringfence.core.audit.checkpoint import Checkpoint
 from ringfence.errors import AuditError
+from ringfence.stores.ingest import (
+    ingest_journals,
+    insert_records,
+    unpack_checkpoint,
+    wait_for_helper,
+)
 from ringfence.stores.journal import (
     CHECKPOINT,
     RECORD,
@@ -59,11 +67,6 @@ def _pack_checkpoint(cp: Checkpoint, state: bytes) -> bytes:
     return len(body).to_bytes(4, "little") + body + state
 
 
-def _unpack_checkpoint(payload: bytes) -> tuple[Checkpoint, bytes]:
-    n = int.from_bytes(payload[:4], "little")
-    return Checkpoint.from_json(payload[4 : 4 + n]), payload[4 + n :]
-
-
 class SQLiteAuditStore:
     """Audit records and checkpoints in one directory; see the module docstring."""
 
@@ -74,7 +77,14 @@ class SQLiteAuditStore:
         readonly: bool = False,
         durability: str = "process",
         flush_interval: float = 0.05,
+        ingest: str = "auto",
     ) -> None:
+        if ingest not in ("auto", "inline"):
+            raise AuditError(f"ingest must be 'auto' or 'inline', not {ingest!r}")
+        # "auto": under sustained load (the journal rotates) a helper process moves records
+        # into SQLite on the other core; with fsync durability the writer always does it.
+        self._use_helper = ingest == "auto" and durability == "process"
+        self._helper: subprocess.Popen[bytes] | None = None
         if durability not in ("process", "fsync"):
             raise AuditError(f"durability must be 'process' or 'fsync', not {durability!r}")
         self.path = Path(directory)
@@ -109,6 +119,7 @@ class SQLiteAuditStore:
             # 64 KiB pages: ~25 % less work per inserted record (measured); only takes effect
             # on a new database, an existing one keeps its page size.
             self._db.execute("PRAGMA page_size=65536")
+            self._db.execute("PRAGMA busy_timeout=30000")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if durability == 'fsync' else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
@@ -118,6 +129,7 @@ class SQLiteAuditStore:
                 self._db.execute("INSERT INTO meta VALUES ('log_id', ?)", (log_id,))
                 self._db.execute("INSERT INTO meta VALUES ('format', 'rf-cjson-1')")
             self._log_id = log_id
+            wait_for_helper(self.path)  # one left behind by a writer that was killed
             self._recover()
             self._reader = sqlite3.connect(
                 self.path / "audit.sqlite", isolation_level=None, check_same_thread=False
@@ -192,7 +204,7 @@ class SQLiteAuditStore:
                     records.append((seq, payload))
                     have = seq
                 elif kind == CHECKPOINT and seq not in cp_sizes:
-                    cp, state = _unpack_checkpoint(payload)
+                    cp, state = unpack_checkpoint(payload)
                     cps.append((cp.size, cp.to_json(), state))
                     cp_sizes.add(seq)
         with self._transaction():
@@ -262,11 +274,16 @@ class SQLiteAuditStore:
                 # unreadable on recovery, so nothing more is written by this store.
                 self._failure = f"write: {exc}"
                 raise AuditError(f"cannot write the audit journal: {exc}") from exc
-            self._pending.append((kind, seq, payload))
             self._journal_bytes += len(frame)
             self._written += 1
             ticket = self._written
-            due = len(self._pending) >= FLUSH_BATCH
+            if self._helper is None:
+                self._pending.append((kind, seq, payload))
+                due = len(self._pending) >= FLUSH_BATCH
+            else:
+                due = False
+                if self._journal_bytes >= ROTATE_BYTES:
+                    self._rotate()
         if self.durability == "fsync":
             self._sync(ticket)
         if due:
@@ -319,7 +336,48 @@ class SQLiteAuditStore:
         with self._flush_lock:
             self._flush()
 
+    def _rotate(self) -> None:
+        """Start a new journal file (the lock is held); the helper takes the old one."""
+        os.close(self._fd)
+        self._generation += 1
+        self._open_journal()
+        helper = self._helper
+        if helper is not None and helper.poll() is not None:
+            log.warning(
+                "audit store %s: ingest helper exited (%s); restarting",
+                self.path,
+                helper.returncode,
+            )
+            self._start_helper()
+
+    def _start_helper(self) -> None:
+        self._helper = subprocess.Popen(
+            [sys.executable, "-m", "ringfence.stores.ingest", str(self.path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            close_fds=True,
+        )
+
+    def _stop_helper(self) -> None:
+        helper, self._helper = self._helper, None
+        if helper is None:
+            return
+        assert helper.stdin is not None
+        helper.stdin.close()
+        try:
+            helper.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            log.error("audit store %s: ingest helper did not stop; killing it", self.path)
+            helper.kill()
+            helper.wait()
+
     def _flush(self) -> None:
+        if self._helper is not None:
+            # Everything is in the journal files; move what SQLite lacks, current file too.
+            with self._lock:
+                self._pending = []
+            ingest_journals(self._db, self.path, include_current=True)
+            return
         # In fsync mode the sync lock is taken first (the order _sync uses), so a rotation
         # can never close the descriptor a concurrent group commit is about to sync.
         syncing = self._sync_lock if self.durability == "fsync" else contextlib.nullcontext()
@@ -340,10 +398,10 @@ class SQLiteAuditStore:
         if batch:
             try:
                 with self._transaction():
-                    self._insert_records([(seq, p) for kind, seq, p in batch if kind == RECORD])
+                    insert_records(self._db, [(seq, p) for kind, seq, p in batch if kind == RECORD])
                     for kind, _, payload in batch:
                         if kind == CHECKPOINT:
-                            cp, state = _unpack_checkpoint(payload)
+                            cp, state = unpack_checkpoint(payload)
                             self._db.execute(
                                 "INSERT INTO checkpoints(size, data, state) VALUES (?, ?, ?)",
                                 (cp.size, cp.to_json(), state),
@@ -355,23 +413,9 @@ class SQLiteAuditStore:
         retired, self._retired = self._retired, []
         for path in retired:
             path.unlink(missing_ok=True)
-
-    def _insert_records(self, rows: list[tuple[int, bytes]]) -> None:
-        if not rows:
-            return
-        first, last = rows[0][0], rows[-1][0]
-        if last - first + 1 == len(rows):
-            # One statement for the whole batch: SQLite runs it with the GIL released, so
-            # the writing threads keep running on the other core.  JSON string escaping
-            # round-trips the record bytes exactly (they are UTF-8 JSON text).
-            texts = _encode_texts([data.decode("utf-8") for _, data in rows])
-            self._db.execute(
-                "INSERT OR IGNORE INTO records "
-                "SELECT ? + key, CAST(value AS BLOB) FROM json_each(?)",
-                (first, texts),
-            )
-        else:
-            self._db.executemany("INSERT OR IGNORE INTO records VALUES (?, ?)", rows)
+        if retired and self._use_helper and not self._closed:
+            with self._lock:  # from here on _write keeps no pending list and rotates itself
+                self._start_helper()
 
     def close(self) -> None:
         """Flush, remove the journal, release the lock.  Idempotent."""
@@ -384,6 +428,7 @@ class SQLiteAuditStore:
         self._closed = True
         self._wake.set()
         self._flusher.join()
+        self._stop_helper()  # it finishes the rotated files; the rest is moved below
         self.flush()
         with self._lock:
             os.close(self._fd)
@@ -401,7 +446,7 @@ class SQLiteAuditStore:
                 if kind == RECORD:
                     records.append((seq, payload))
                 else:
-                    cps.append(_unpack_checkpoint(payload)[0])
+                    cps.append(unpack_checkpoint(payload)[0])
         return records, cps
 
     def records(self, start: int = 0) -> Iterator[tuple[int, bytes]]:

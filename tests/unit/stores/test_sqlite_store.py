@@ -58,6 +58,7 @@ def test_append_and_read_back(writer: SQLiteAuditStore, store_dir: Path) -> None
     assert list(writer.records(3)) == rows[3:]
     assert writer.count() == 5
     assert sorted(p.name for p in store_dir.iterdir()) == [
+        "audit-ingest.lock",
         "audit-journal.1",
         "audit.lock",
         "audit.sqlite",
@@ -65,7 +66,11 @@ def test_append_and_read_back(writer: SQLiteAuditStore, store_dir: Path) -> None
         "audit.sqlite-wal",
     ]
     writer.close()
-    assert sorted(p.name for p in store_dir.iterdir()) == ["audit.lock", "audit.sqlite"]
+    assert sorted(p.name for p in store_dir.iterdir()) == [
+        "audit-ingest.lock",
+        "audit.lock",
+        "audit.sqlite",
+    ]
     assert sql_rows(store_dir) == 5
 
 
@@ -238,7 +243,7 @@ def test_journal_rotates_and_committed_generations_are_deleted(
     store_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite_module, "ROTATE_BYTES", 200)
-    store = SQLiteAuditStore(store_dir, flush_interval=3600)
+    store = SQLiteAuditStore(store_dir, flush_interval=3600, ingest="inline")
     rows = chain(12)
     for seq, data in rows[:6]:
         store.append(seq, data)
@@ -583,3 +588,50 @@ def test_fsync_rotation_under_concurrent_writers(
     store.close()
     assert report.ok, report.problems
     assert report.records == 240
+
+
+def test_sustained_load_hands_ingestion_to_a_helper_process(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the journal rotates, a helper process moves rotated files into SQLite."""
+    monkeypatch.setattr(sqlite_module, "ROTATE_BYTES", 2_000)
+    monkeypatch.setattr(sqlite_module, "FLUSH_BATCH", 5)
+    store = SQLiteAuditStore(store_dir, flush_interval=3600)
+    rows = chain(400)
+    for seq, data in rows[:20]:
+        store.append(seq, data)
+    helper = store._helper
+    assert helper is not None and helper.poll() is None
+    for seq, data in rows[20:]:
+        store.append(seq, data)
+    deadline = time.monotonic() + 20
+    while sql_rows(store_dir) < 300 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the helper works on its own; the writer never flushed since
+    assert sql_rows(store_dir) >= 300
+    assert len(journals(store_dir)) <= 3  # rotated files it moved were deleted
+    assert list(store.records()) == rows
+    store.close()
+    assert helper.poll() == 0
+    assert journals(store_dir) == []
+    assert sql_rows(store_dir) == 400
+
+
+def test_writer_killed_with_a_helper_running_recovers(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new writer waits for the old helper, then recovers what is left in the journals."""
+    monkeypatch.setattr(sqlite_module, "ROTATE_BYTES", 2_000)
+    monkeypatch.setattr(sqlite_module, "FLUSH_BATCH", 5)
+    store = SQLiteAuditStore(store_dir, flush_interval=3600)
+    rows = chain(300)
+    for seq, data in rows:
+        store.append(seq, data)
+    helper = store._helper
+    assert helper is not None
+    abandon(store)  # as if the process were killed: no close, no final flush
+    assert helper.stdin is not None
+    helper.stdin.close()  # what the kernel does to the pipe when the writer dies
+    again = SQLiteAuditStore(store_dir, flush_interval=3600)
+    assert list(again.records()) == rows
+    again.close()
+    assert helper.wait(timeout=20) == 0
