@@ -29,6 +29,21 @@ _CRC = struct.Struct("<I")
 MAX_FRAME = 64 << 20
 
 
+def frame_parts(kind: int, seq: int, payload: bytes) -> tuple[bytes, bytes, bytes]:
+    """A frame as (head, payload, crc), for one ``writev`` without copying the payload."""
+    head = _HEAD.pack(kind, seq, len(payload))
+    return head, payload, _CRC.pack(zlib.crc32(payload, zlib.crc32(head)))
+
+
+def write_parts(fd: int, parts: tuple[bytes, bytes, bytes]) -> int:
+    """Write a frame's parts with one ``writev`` (one syscall, one append); its size."""
+    size = len(parts[0]) + len(parts[1]) + len(parts[2])
+    n = os.writev(fd, parts)
+    if n != size:  # a short write: finish it byte-exactly, as write_all does
+        write_all(fd, b"".join(parts)[n:])
+    return size
+
+
 def encode_frame(kind: int, seq: int, payload: bytes) -> bytes:
     """One journal frame."""
     body = _HEAD.pack(kind, seq, len(payload)) + payload

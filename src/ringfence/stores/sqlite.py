@@ -37,10 +37,10 @@ from ringfence.stores.ingest import (
 from ringfence.stores.journal import (
     CHECKPOINT,
     RECORD,
-    encode_frame,
+    frame_parts,
     journal_files,
     read_frames,
-    write_all,
+    write_parts,
 )
 
 __all__ = ["SQLiteAuditStore"]
@@ -259,7 +259,7 @@ class SQLiteAuditStore:
         self._write(CHECKPOINT, checkpoint.size, _pack_checkpoint(checkpoint, state))
 
     def _write(self, kind: int, seq: int, payload: bytes) -> None:
-        frame = encode_frame(kind, seq, payload)
+        parts = frame_parts(kind, seq, payload)
         with self._lock:
             if self._closed or self.readonly:
                 raise AuditError("audit store is closed" if self._closed else "store is read-only")
@@ -268,13 +268,13 @@ class SQLiteAuditStore:
                     f"audit journal failed earlier ({self._failure}); reopen the store to recover"
                 )
             try:
-                write_all(self._fd, frame)
+                size = write_parts(self._fd, parts)
             except OSError as exc:
                 # Part of the frame may be in the file: a frame written after it would be
                 # unreadable on recovery, so nothing more is written by this store.
                 self._failure = f"write: {exc}"
                 raise AuditError(f"cannot write the audit journal: {exc}") from exc
-            self._journal_bytes += len(frame)
+            self._journal_bytes += size
             self._written += 1
             ticket = self._written
             if self._helper is None:

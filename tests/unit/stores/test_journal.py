@@ -102,3 +102,23 @@ def test_write_all_survives_short_writes(tmp_path: Path, monkeypatch: pytest.Mon
         os.close(fd)
     assert (tmp_path / "j").read_bytes() == b"hello"
     assert calls == [5, 4, 3, 2, 1]
+
+
+def test_short_writev_is_finished_byte_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.writev
+
+    def short(fd: int, parts: list[bytes]) -> int:  # the kernel may write less than asked
+        data = b"".join(parts)
+        return os.write(fd, data[:7])
+
+    path = tmp_path / "audit-journal.1"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    monkeypatch.setattr(journal.os, "writev", short)
+    parts = journal.frame_parts(journal.RECORD, 3, b'{"a":1}')
+    assert journal.write_parts(fd, parts) == len(b"".join(parts))
+    monkeypatch.setattr(journal.os, "writev", real)
+    os.close(fd)
+    assert list(journal.read_frames(path)) == [(journal.RECORD, 3, b'{"a":1}')]
+    assert path.read_bytes() == journal.encode_frame(journal.RECORD, 3, b'{"a":1}')

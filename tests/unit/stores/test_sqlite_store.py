@@ -354,19 +354,19 @@ def test_failed_write_stops_all_further_writes(
     store = SQLiteAuditStore(store_dir, flush_interval=3600)
     log = new_log(store, signing_key)
     log.append({"n": 0})
-    real = os.write
+    real = os.writev
     journal_fd = store._fd
 
-    def short_then_fail(fd: int, data: Any) -> int:
+    def short_then_fail(fd: int, parts: Any) -> int:
         if fd != journal_fd:
-            return real(fd, data)
-        real(fd, bytes(data[:5]))  # half a frame reaches the file, then the disk is full
+            return real(fd, parts)
+        os.write(fd, b"".join(parts)[:5])  # half a frame reaches the file, then the disk is full
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "write", short_then_fail)
+    monkeypatch.setattr(os, "writev", short_then_fail)
     with pytest.raises(AuditError, match="cannot write"):
         log.append({"n": 1})
-    monkeypatch.setattr(os, "write", real)
+    monkeypatch.setattr(os, "writev", real)
     with pytest.raises(AuditError):
         log.append({"n": 2})  # would land after the torn frame and be lost on recovery
     abandon_log(log)
