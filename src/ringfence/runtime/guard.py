@@ -103,14 +103,20 @@ class Guard:
         self.defaults = CallContext(agent=agent, roles=roles, user=user)
         self._clock = clock
         self._ids = ids or new_id_source()
-        self.enforcement = Enforcement(enforcement)
+        self._enforcement = Enforcement(enforcement)
+        self._enforced = self._enforcement is Enforcement.ENFORCE
         self._labels: OrderedDict[str, frozenset[str]] = OrderedDict()
         self._labels_lock = threading.Lock()
-        if self.enforcement is Enforcement.UNSAFE_AUDIT_ONLY:
+        if not self._enforced:
             log.warning(
                 "UNSAFE audit-only mode: decisions are recorded but NOT enforced; "
                 "every action will run whatever the policy says"
             )
+
+    @property
+    def enforcement(self) -> Enforcement:
+        """How this Guard applies decisions; fixed when it is made."""
+        return self._enforcement
 
     def close(self) -> None:
         """Close the audit log (writes a final signed checkpoint)."""
@@ -181,7 +187,7 @@ class Guard:
                 resources,
                 time_ns=self._clock(),
                 policy_name=self.policy.name,
-                enforced=self.enforcement is Enforcement.ENFORCE,
+                enforced=self._enforced,
             )
             if decision.rules and decision.rules[0] == INPUT_RULE:
                 record.args = {"[invalid]": decision.reasons[0]}
@@ -201,7 +207,7 @@ class Guard:
                 self.on_decision(action, decision)
             except Exception:  # an observer must not change or break the decision
                 log.exception("on_decision hook failed for %s", decision.decision_id)
-        if self.enforcement is Enforcement.UNSAFE_AUDIT_ONLY:
+        if not self._enforced:
             log.warning(
                 "UNSAFE audit-only mode: %s %r would be %s (rules %s); NOT enforced [%s]",
                 action.kind,
@@ -292,9 +298,9 @@ class Guard:
         Audit-only mode runs denied actions, but not ones that could not be decided or
         recorded: no mode lets an action run without a decision on record.
         """
-        if decision.allowed:
+        if decision.effect is Effect.ALLOW:
             return False
-        return self.enforcement is Enforcement.ENFORCE or not _UNRECORDED.isdisjoint(decision.rules)
+        return self._enforced or not _UNRECORDED.isdisjoint(decision.rules)
 
     # -- executing ---------------------------------------------------------------------------
 
