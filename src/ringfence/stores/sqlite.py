@@ -85,6 +85,10 @@ class SQLiteAuditStore:
         # into SQLite on the other core; with fsync durability the writer always does it.
         self._use_helper = ingest == "auto" and durability == "process"
         self._helper: subprocess.Popen[bytes] | None = None
+        # Once a helper has run, the journal files are the only copy of recent records (no
+        # pending list): every later flush moves them from the files, helper or not.
+        self._from_files = False
+        self._last_record = -1
         if durability not in ("process", "fsync"):
             raise AuditError(f"durability must be 'process' or 'fsync', not {durability!r}")
         self.path = Path(directory)
@@ -277,7 +281,9 @@ class SQLiteAuditStore:
             self._journal_bytes += size
             self._written += 1
             ticket = self._written
-            if self._helper is None:
+            if kind == RECORD:
+                self._last_record = seq
+            if not self._from_files:
                 self._pending.append((kind, seq, payload))
                 due = len(self._pending) >= FLUSH_BATCH
             else:
@@ -372,7 +378,7 @@ class SQLiteAuditStore:
             helper.wait()
 
     def _flush(self) -> None:
-        if self._helper is not None:
+        if self._from_files:
             # Everything is in the journal files; move what SQLite lacks, current file too.
             with self._lock:
                 self._pending = []
@@ -416,6 +422,7 @@ class SQLiteAuditStore:
         if retired and self._use_helper and not self._closed:
             with self._lock:  # from here on _write keeps no pending list and rotates itself
                 self._start_helper()
+                self._from_files = True
 
     def close(self) -> None:
         """Flush, remove the journal, release the lock.  Idempotent."""
@@ -430,12 +437,23 @@ class SQLiteAuditStore:
         self._flusher.join()
         self._stop_helper()  # it finishes the rotated files; the rest is moved below
         self.flush()
+        stored = self._db.execute("SELECT COALESCE(MAX(seq), -1) FROM records").fetchone()[0]
+        # Never delete the only copy: if SQLite lacks anything written, the journal stays
+        # and the next writer recovers from it.
+        keep = stored < self._last_record
         with self._lock:
             os.close(self._fd)
-            self._journal_path.unlink(missing_ok=True)
+            if not keep:
+                self._journal_path.unlink(missing_ok=True)
         self._reader.close()
         self._db.close()
         os.close(self._lock_fd)
+        if keep:
+            raise AuditError(
+                f"audit store {self.path}: SQLite holds records up to {stored} but "
+                f"{self._last_record} was written; the journal is kept for recovery",
+                code="audit.corrupt",
+            )
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -635,3 +635,54 @@ def test_writer_killed_with_a_helper_running_recovers(
     assert list(again.records()) == rows
     again.close()
     assert helper.wait(timeout=20) == 0
+
+
+def test_close_in_helper_mode_keeps_every_record(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: closing after the helper stopped deleted the current journal unread."""
+    monkeypatch.setattr(sqlite_module, "ROTATE_BYTES", 2_000)
+    monkeypatch.setattr(sqlite_module, "FLUSH_BATCH", 5)
+    store = SQLiteAuditStore(store_dir, flush_interval=3600)
+    rows = chain(250)
+    for seq, data in rows:
+        store.append(seq, data)
+    assert store._helper is not None
+    store.close()  # no read before close: the close itself must move the current journal
+    assert journals(store_dir) == []
+    assert sql_rows(store_dir) == 250
+    with reader(store_dir) as r:
+        assert list(r.records()) == rows
+
+
+def test_close_never_deletes_the_only_copy(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SQLiteAuditStore(store_dir, flush_interval=3600, ingest="inline")
+    rows = chain(10)
+    for seq, data in rows:
+        store.append(seq, data)
+    monkeypatch.setattr(store, "flush", lambda: None)  # as if moving into SQLite silently failed
+    with pytest.raises(AuditError) as err:
+        store.close()
+    assert err.value.code == "audit.corrupt"
+    assert [p.name for p in journals(store_dir)] == ["audit-journal.1"]
+    again = SQLiteAuditStore(store_dir, flush_interval=3600)  # lock was released; recovers
+    assert list(again.records()) == rows
+    again.close()
+
+
+def test_audit_log_through_helper_mode_verifies_in_full(
+    store_dir: Path, signing_key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "ROTATE_BYTES", 4_000)
+    monkeypatch.setattr(sqlite_module, "FLUSH_BATCH", 10)
+    log = new_log(SQLiteAuditStore(store_dir, flush_interval=3600), signing_key)
+    for i in range(500):
+        log.append({"n": i})
+    assert isinstance(log.store, SQLiteAuditStore) and log.store._helper is not None
+    log.close()
+    with reader(store_dir) as r:
+        report = verify_log(r.records(), r.checkpoints(), log.public_keys, log_id=r.log_id)
+        assert max(c.size for c in r.checkpoints()) == 500
+    assert report.ok and report.records == 500 and report.unsealed == 0
