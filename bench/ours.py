@@ -61,8 +61,10 @@ def guarded_call(samples: int, seconds: float, durability: str) -> dict[str, Any
     with tempfile.TemporaryDirectory() as folder:
         guard = ringfence.open_guard(policy, data_dir=folder, durability=durability)
 
+        calls = [0]
+
         def tool_0(amount: int, path: str) -> None:
-            return None
+            calls[0] += 1
 
         call = guard.wrap(tool_0)
         latency = measure(lambda: call(5, "/data/report.csv"), n=samples)
@@ -73,9 +75,14 @@ def guarded_call(samples: int, seconds: float, durability: str) -> dict[str, Any
             count += 1000
         rate = count / (time.perf_counter() - start)
         guard.close()
-        report = ringfence.open_audit_log(folder).verify()
-        if not report.ok:
-            raise SystemExit(f"benchmark log does not verify: {report.problems}")
+        log = ringfence.open_audit_log(folder)
+        report = log.verify()
+        log.close()
+        if not report.ok or report.records != 2 * calls[0]:
+            raise SystemExit(
+                f"benchmark log is wrong: {report.records} records for {calls[0]} calls, "
+                f"{report.problems}"
+            )
     return {**latency, "calls_per_s": rate, "records": report.records}
 
 
@@ -103,8 +110,8 @@ def verify_throughput(records: int) -> dict[str, Any]:
         report2 = verify_log(store.records(), store.checkpoints(), keys, log_id=store.log_id)
         elapsed_with_read = time.perf_counter() - start
         store.close()
-    if not (report.ok and report2.ok):
-        raise SystemExit("verify failed in benchmark")
+    if not (report.ok and report2.ok) or report.records != records:
+        raise SystemExit(f"verify failed in benchmark: {report.records} of {records} records")
     return {
         "records": report.records,
         "records_per_s": report.records / elapsed,
