@@ -58,20 +58,22 @@ def insert_records(db: sqlite3.Connection, rows: list[tuple[int, bytes]]) -> Non
         db.executemany("INSERT OR IGNORE INTO records VALUES (?, ?)", rows)
 
 
-def ingest_journals(db: sqlite3.Connection, directory: Path, *, include_current: bool) -> int:
+def ingest_journals(
+    db: sqlite3.Connection, directory: Path, *, include_current: bool
+) -> tuple[int, int]:
     """Move journal records and checkpoints SQLite lacks into it; delete rotated files it holds.
 
     The newest journal file is the one a writer appends to: it is read only when
     ``include_current`` and never deleted here.  Files are read *before* the transaction
     starts, so a file another ingester deletes meanwhile was committed before it went.
-    Returns how many records were added.
+    Returns how many records and checkpoints were added.
     """
     files = journal_files(directory)
     current = files[-1][1] if files else None
     if not include_current:
         files = files[:-1]
     if not files:
-        return 0
+        return 0, 0
     read = [(path, list(read_frames(path))) for _, path in files]
     db.execute("BEGIN IMMEDIATE")
     try:
@@ -106,7 +108,7 @@ def ingest_journals(db: sqlite3.Connection, directory: Path, *, include_current:
     for path, frames in read:
         if path != current and all(seq <= have for kind, seq, _ in frames if kind == RECORD):
             path.unlink(missing_ok=True)
-    return len(rows)
+    return len(rows), len(cps)
 
 
 def wait_for_helper(directory: Path, timeout: float = 30.0) -> None:

@@ -5,6 +5,12 @@ Layout of a store directory::
     audit.sqlite        records(seq, data) and checkpoints(...), WAL mode
     audit-journal.N     frames not yet (or just) committed to SQLite — see journal.py
     audit.lock          held (flock) by the one process appending
+    audit-ingest.lock   held by the ingest helper process while it runs — see ingest.py
+
+A record is durable once its journal frame is written.  Moving records into SQLite is done by
+the writer in batches while load is light; once the journal first rotates (sustained load) a
+helper process does it for rotated files, on the other core.  ``close`` moves whatever is
+left and deletes a journal file only when SQLite holds every record in it.
 
 Open it for appending with ``SQLiteAuditStore(path)``; for reading (verify, tail, export,
 also while another process appends) with ``SQLiteAuditStore(path, readonly=True)``.
@@ -191,37 +197,17 @@ class SQLiteAuditStore:
 
     def _recover(self) -> None:
         """Move journal frames left by a process that was killed into SQLite."""
-        files = journal_files(self.path)
-        if not files:
+        if not journal_files(self.path):
             return
-        have = self._db.execute("SELECT COALESCE(MAX(seq), -1) FROM records").fetchone()[0]
-        cp_sizes = {r[0] for r in self._db.execute("SELECT size FROM checkpoints")}
-        records, cps = [], []
-        for _, path in files:
-            for kind, seq, payload in read_frames(path):
-                if kind == RECORD and seq > have:
-                    if seq != have + 1:
-                        raise AuditError(
-                            f"journal {path.name} skips from record {have} to {seq}",
-                            code="audit.corrupt",
-                        )
-                    records.append((seq, payload))
-                    have = seq
-                elif kind == CHECKPOINT and seq not in cp_sizes:
-                    cp, state = unpack_checkpoint(payload)
-                    cps.append((cp.size, cp.to_json(), state))
-                    cp_sizes.add(seq)
-        with self._transaction():
-            self._db.executemany("INSERT INTO records VALUES (?, ?)", records)
-            self._db.executemany("INSERT INTO checkpoints(size, data, state) VALUES (?, ?, ?)", cps)
-        if records or cps:
+        records, checkpoints = ingest_journals(self._db, self.path, include_current=True)
+        if records or checkpoints:
             log.warning(
                 "audit store %s: recovered %d record(s) and %d checkpoint(s) from the journal",
                 self.path,
-                len(records),
-                len(cps),
+                records,
+                checkpoints,
             )
-        for _, path in files:
+        for _, path in journal_files(self.path):  # SQLite holds all of them now
             path.unlink()
 
     def _open_journal(self) -> None:
