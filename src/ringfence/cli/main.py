@@ -16,7 +16,6 @@ import click
 from ringfence import __version__
 from ringfence.errors import RingfenceError
 
-EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 

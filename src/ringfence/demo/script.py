@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -122,18 +122,6 @@ def run_agent(workdir: Path, on_step: Callable[[Step], None]) -> Path:
         server.shutdown()
         server.server_close()
     return data_dir
-
-
-def last_decisions(data_dir: Path) -> Iterator[dict[str, Any]]:
-    """Decision records, for filling in the rule/reason of allowed steps."""
-    store = SQLiteAuditStore(data_dir / "audit", readonly=True)
-    try:
-        for _, data in store.records():
-            record = decode(data)
-            if record["type"] in ("decision", "approval"):
-                yield record
-    finally:
-        store.close()
 
 
 def verify(data_dir: Path) -> Report:
