@@ -308,14 +308,16 @@ class SQLiteAuditStore:
     def _flush_loop(self, interval: float) -> None:
         # Only flushes a writer that has gone quiet (nothing written for a whole interval);
         # a busy writer flushes inline.
-        last_seen = -1
+        last_seen = flushed = -1
         while not self._closed:
             self._wake.wait(interval)
             self._wake.clear()
             written = self._written
             quiet, last_seen = written == last_seen, written
-            if not self._pending or not quiet:
+            dirty = bool(self._pending) or (self._from_files and written != flushed)
+            if not dirty or not quiet:
                 continue
+            flushed = written
             try:
                 self.flush()
             except Exception:  # the journal still holds the records; retried next round

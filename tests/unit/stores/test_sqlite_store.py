@@ -686,3 +686,20 @@ def test_audit_log_through_helper_mode_verifies_in_full(
         report = verify_log(r.records(), r.checkpoints(), log.public_keys, log_id=r.log_id)
         assert max(c.size for c in r.checkpoints()) == 500
     assert report.ok and report.records == 500 and report.unsealed == 0
+
+
+def test_a_quiet_writer_in_helper_mode_still_reaches_sqlite(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "ROTATE_BYTES", 2_000)
+    monkeypatch.setattr(sqlite_module, "FLUSH_BATCH", 5)
+    store = SQLiteAuditStore(store_dir, flush_interval=0.05)
+    rows = chain(60)
+    for seq, data in rows:
+        store.append(seq, data)
+    assert store._from_files
+    deadline = time.monotonic() + 10
+    while sql_rows(store_dir) < 60 and time.monotonic() < deadline:
+        time.sleep(0.05)  # no read, no close: the idle flusher moves the current journal too
+    assert sql_rows(store_dir) == 60
+    store.close()
