@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
 import pytest
 
 import ringfence
@@ -281,52 +282,37 @@ def test_unsafe_mode_still_blocks_on_internal_errors(memory_log: AuditLog) -> No
     assert ran == []
 
 
-def test_hook_and_approver_faults_never_allow() -> None:
-    from nacl.signing import SigningKey
-
-    import ringfence
-    from ringfence.stores.memory import MemoryAuditStore
-
-    policy = ringfence.policy_from_text(
-        "version: 1\nrules:\n  - {id: ask, effect: require_approval, tool: t}\n"
-        "  - {id: ok, effect: allow, tool: u}\n"
-    )
-
+def test_hook_and_approver_faults_never_allow(
+    make_guard: GuardFactory, memory_log: AuditLog
+) -> None:
     def bad_hook(action: object, decision: object) -> None:
         raise RuntimeError("observer bug")
 
-    guard = ringfence.Guard(
-        policy,
-        audit=ringfence.AuditLog(MemoryAuditStore(), SigningKey.generate()),
-        approver=lambda action, decision: True,  # type: ignore[arg-type, return-value]
+    guard = make_guard(
+        "version: 1\nrules:\n  - {id: ask, effect: require_approval, tool: t}\n"
+        "  - {id: ok, effect: allow, tool: u}\n",
+        approver=lambda action, decision: True,  # not an ApprovalAnswer
         on_decision=bad_hook,
     )
-    assert guard.check(guard.action("u", {})).allowed  # hook failure does not change it
+    assert guard.check(guard.action("u", {})).allowed  # a failing hook changes nothing
     asked = guard.check(guard.action("t", {}))
-    assert asked.effect.value == "deny"
-    assert any("not ApprovalAnswer" in r or "approver failed" in r for r in asked.reasons)
+    assert asked.effect is Effect.DENY
+    assert asked.reasons[-1] == "not approved by ringfence: approver failed: TypeError"
+    approval = records_of(memory_log)[-1]
+    assert (approval["type"], approval["approved"]) == ("approval", False)
 
 
-def test_session_labels_union_with_explicit_labels() -> None:
-    import msgspec
-    from nacl.signing import SigningKey
-
-    import ringfence
-    from ringfence.stores.memory import MemoryAuditStore
-
-    policy = ringfence.policy_from_text(
+def test_session_labels_union_with_explicit_labels(make_guard: GuardFactory) -> None:
+    guard = make_guard(
         "version: 1\nrules:\n"
         "  - {id: read, effect: allow, tool: read, labels: [untrusted]}\n"
         "  - {id: send, effect: allow, tool: send}\n"
         "  - {id: no-send-after-untrusted, effect: deny, tool: send,"
         " when: [{field: labels, contains: untrusted}]}\n"
     )
-    guard = ringfence.Guard(
-        policy, audit=ringfence.AuditLog(MemoryAuditStore(), SigningKey.generate())
-    )
     with guard.context(session="s1"):
         assert guard.check(guard.action("read", {})).allowed
         explicit = msgspec.structs.replace(guard.action("send", {}), labels=frozenset({"other"}))
         decision = guard.check(explicit)
-    assert decision.effect.value == "deny"
+    assert decision.effect is Effect.DENY
     assert decision.rules == ("no-send-after-untrusted",)

@@ -512,23 +512,14 @@ def test_guard_is_a_context_manager_that_closes_its_log(memory_log: AuditLog) ->
         memory_log.append({"type": "late"})
 
 
-def test_guard_action_fills_every_context_field() -> None:
+def test_guard_action_fills_every_context_field(make_guard: GuardFactory) -> None:
     """Guard.action builds Actions positionally: pin that each field lands where it belongs."""
-    from nacl.signing import SigningKey
-
-    import ringfence
-    from ringfence.stores.memory import MemoryAuditStore
-    from ringfence.testing import FixedClock
-
-    policy = ringfence.policy_from_text("version: 1\nrules:\n  - {id: r, effect: allow}\n")
-    clock = FixedClock(123)
-    guard = ringfence.Guard(
-        policy,
-        audit=ringfence.AuditLog(MemoryAuditStore(), SigningKey.generate()),
+    guard = make_guard(
+        "version: 1\nrules:\n  - {id: r, effect: allow}\n",
         agent="agent:a",
         roles=("r1",),
         user="u",
-        clock=clock,
+        clock=lambda: 123,
     )
     with guard.context(
         delegation=["agent:root"],

@@ -24,7 +24,6 @@ from ringfence.core.policy.regex import compile_regex
 Test = Callable[[Action, dict[str, Any], tuple[Resource, ...]], bool]
 
 _NUM = (int, float)
-_ACTION_ATTR = {"time_ns": "time_ns"}
 
 
 def _type_error(expected: str, value: object) -> bool:
@@ -114,7 +113,7 @@ class _Gen:
         elif head == "resources":
             return "_resource_strings(res)"
         else:
-            expr = f"a.{_ACTION_ATTR.get(head, head)}"
+            expr = f"a.{head}"
         for part in rest:
             expr += f"[{self.const(part)}]"
         return expr

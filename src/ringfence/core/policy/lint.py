@@ -19,11 +19,11 @@ from ringfence.core.policy.globs import name_pattern_covers
 from ringfence.core.policy.model import PolicySpec, Rule
 from ringfence.core.policy.validate import matching_tools
 
-__all__ = ["Warning_", "lint"]
+__all__ = ["LintWarning", "lint"]
 
 
 @dataclass(frozen=True)
-class Warning_:
+class LintWarning:
     """One lint finding, with the rule and position it concerns."""
 
     kind: str
@@ -59,12 +59,12 @@ def _scope_covers(general: Rule, specific: Rule) -> bool:
     )
 
 
-def lint(spec: PolicySpec) -> list[Warning_]:
+def lint(spec: PolicySpec) -> list[LintWarning]:
     """Every warning for ``spec``, in rule order."""
-    out: list[Warning_] = []
+    out: list[LintWarning] = []
 
     def warn(kind: str, rule: Rule, message: str) -> None:
-        out.append(Warning_(kind, rule.id, rule.where.source, rule.where.line, message))
+        out.append(LintWarning(kind, rule.id, rule.where.source, rule.where.line, message))
 
     rules = spec.rules
     for i, rule in enumerate(rules):
