@@ -9,18 +9,33 @@ committed there.  Frames::
     type (1 byte) | seq (8, little-endian) | length (4) | payload | crc32 (4) of all before it
 
 A frame cut short or with a bad CRC can only be the last one, from a write that never
-returned: reading stops there.
+returned: reading stops there.  So does a zero type byte: with ``durability="process"`` a
+journal file is preallocated and memory-mapped (a record is then a memory copy into the page
+cache, about 0.6 µs cheaper than a ``write(2)``, and as safe against the process being
+killed), so its unused tail reads as zeros.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
+import mmap
 import os
 import struct
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["CHECKPOINT", "RECORD", "encode_frame", "journal_files", "read_frames"]
+__all__ = [
+    "CHECKPOINT",
+    "RECORD",
+    "JournalFile",
+    "encode_frame",
+    "journal_files",
+    "read_frames",
+]
+
+log = logging.getLogger(__name__)
 
 RECORD = 1
 CHECKPOINT = 2
@@ -29,19 +44,91 @@ _CRC = struct.Struct("<I")
 MAX_FRAME = 64 << 20
 
 
-def frame_parts(kind: int, seq: int, payload: bytes) -> tuple[bytes, bytes, bytes]:
-    """A frame as (head, payload, crc), for one ``writev`` without copying the payload."""
-    head = _HEAD.pack(kind, seq, len(payload))
-    return head, payload, _CRC.pack(zlib.crc32(payload, zlib.crc32(head)))
-
-
-def write_parts(fd: int, parts: tuple[bytes, bytes, bytes]) -> int:
-    """Write a frame's parts with one ``writev`` (one syscall, one append); its size."""
+def write_parts(fd: int, parts: tuple[bytes, bytes, bytes], offset: int) -> int:
+    """Write a frame's parts at ``offset`` with one ``pwritev`` (one syscall); its size."""
     size = len(parts[0]) + len(parts[1]) + len(parts[2])
-    n = os.writev(fd, parts)
-    if n != size:  # a short write: finish it byte-exactly, as write_all does
-        write_all(fd, b"".join(parts)[n:])
+    n = os.pwritev(fd, parts, offset)
+    if n != size:  # a short write: finish it byte-exactly
+        rest = memoryview(b"".join(parts))[n:]
+        offset += n
+        while rest:
+            done = os.pwrite(fd, rest, offset)
+            rest, offset = rest[done:], offset + done
     return size
+
+
+class JournalFile:
+    """One journal file being appended to: frames go to a memory map or through ``pwritev``.
+
+    ``mapped`` asks for the preallocated, memory-mapped form (``capacity`` bytes, reserved
+    with ``posix_fallocate`` so a write into the map can never fault for lack of disk).  If
+    the file system cannot preallocate, frames are written with ``pwritev`` instead; so is a
+    frame that does not fit in what is left of the map.  Not thread-safe: the store's lock
+    serialises writers.
+    """
+
+    def __init__(self, path: Path, *, mapped: bool, capacity: int) -> None:
+        self.path = path
+        self.used = 0
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        self._map: mmap.mmap | None = None
+        self._capacity = 0
+        if mapped:
+            try:
+                os.posix_fallocate(self.fd, 0, capacity)
+                self._map = mmap.mmap(self.fd, capacity, mmap.MAP_SHARED, mmap.PROT_WRITE)
+                self._capacity = capacity
+            except OSError as exc:
+                # No preallocation here (some file systems) or no space for it: plain writes,
+                # which report a full disk as an error instead of a SIGBUS.
+                level = logging.DEBUG if exc.errno == errno.EOPNOTSUPP else logging.WARNING
+                log.log(level, "journal %s: not memory-mapped (%s)", path, exc)
+                os.ftruncate(self.fd, 0)
+
+    @property
+    def mapped(self) -> bool:
+        """Whether frames are being copied into a memory map."""
+        return self._map is not None
+
+    def write(self, kind: int, seq: int, payload: bytes) -> int:
+        """Append one frame; its size.  Raises OSError (plain writes only)."""
+        head = _HEAD.pack(kind, seq, len(payload))
+        crc = _CRC.pack(zlib.crc32(payload, zlib.crc32(head)))
+        pos = self.used
+        body = pos + _HEAD.size
+        end = body + len(payload) + _CRC.size
+        m = self._map
+        if m is not None and end <= self._capacity:
+            m[pos:body] = head
+            m[body : end - _CRC.size] = payload
+            m[end - _CRC.size : end] = crc
+        else:
+            write_parts(self.fd, (head, payload, crc), pos)
+        self.used = end
+        return end - pos
+
+    def close(self) -> None:
+        """Unmap and close (idempotent); the file keeps exactly the frames written."""
+        if self.fd < 0:
+            return
+        try:
+            if self._map is not None:
+                self._map.close()
+                self._map = None
+                if self.used < self._capacity:
+                    os.ftruncate(self.fd, self.used)  # tidiness only: zeros end a journal
+        finally:
+            os.close(self.fd)
+            self.fd = -1
+
+    def abandon(self) -> None:
+        """Unmap and close without tidying, as a killed process would (for tests)."""
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def encode_frame(kind: int, seq: int, payload: bytes) -> bytes:
@@ -77,13 +164,3 @@ def journal_files(directory: Path) -> list[tuple[int, Path]]:
         if suffix.isdigit():
             out.append((int(suffix), p))
     return sorted(out)
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """Write every byte of ``data`` (one syscall in practice; loops on a short write)."""
-    n = os.write(fd, data)
-    if n == len(data):
-        return
-    view = memoryview(data)[n:]
-    while view:
-        view = view[os.write(fd, view) :]

@@ -43,10 +43,9 @@ from ringfence.stores.ingest import (
 from ringfence.stores.journal import (
     CHECKPOINT,
     RECORD,
-    frame_parts,
+    JournalFile,
     journal_files,
     read_frames,
-    write_parts,
 )
 
 __all__ = ["SQLiteAuditStore"]
@@ -65,6 +64,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 """
 _encode_texts = msgspec.json.Encoder().encode
 ROTATE_BYTES = 8 << 20
+# Room past the rotation point: records appended between inline flushes (which rotate) still
+# land in the map.  Frames beyond it are written with pwritev.
+JOURNAL_CAPACITY = ROTATE_BYTES + (4 << 20)
 FLUSH_BATCH = 4096
 
 
@@ -107,7 +109,7 @@ class SQLiteAuditStore:
         self._synced = 0
         self._pending: list[tuple[int, int, bytes]] = []
         self._closed = False
-        self._fd = -1
+        self._journal: JournalFile | None = None
         self._lock_fd = -1
         self._retired: list[Path] = []
         self._failure: str | None = None
@@ -183,10 +185,12 @@ class SQLiteAuditStore:
             conn = self.__dict__.pop(name, None)
             if conn is not None:
                 conn.close()
-        for fd in (self._fd, self._lock_fd):
-            if fd >= 0:
-                os.close(fd)
-        self._fd = self._lock_fd = -1
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+        self._lock_fd = -1
 
     def _meta(self, key: str) -> str | None:
         try:
@@ -212,9 +216,11 @@ class SQLiteAuditStore:
 
     def _open_journal(self) -> None:
         path = self.path / f"audit-journal.{self._generation}"
-        self._journal_path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._journal_bytes = 0
+        # Memory-mapped only when a record need not reach the disk before append returns:
+        # fdatasync would flush the whole preallocated file's metadata for nothing.
+        self._journal = JournalFile(
+            path, mapped=self.durability == "process", capacity=JOURNAL_CAPACITY
+        )
         if self.durability == "fsync":
             # The new file's directory entry must survive a power cut too.
             folder = os.open(self.path, os.O_RDONLY)
@@ -249,7 +255,6 @@ class SQLiteAuditStore:
         self._write(CHECKPOINT, checkpoint.size, _pack_checkpoint(checkpoint, state))
 
     def _write(self, kind: int, seq: int, payload: bytes) -> None:
-        parts = frame_parts(kind, seq, payload)
         with self._lock:
             if self._closed or self.readonly:
                 raise AuditError("audit store is closed" if self._closed else "store is read-only")
@@ -257,14 +262,15 @@ class SQLiteAuditStore:
                 raise AuditError(
                     f"audit journal failed earlier ({self._failure}); reopen the store to recover"
                 )
+            journal = self._journal
+            assert journal is not None
             try:
-                size = write_parts(self._fd, parts)
+                journal.write(kind, seq, payload)
             except OSError as exc:
                 # Part of the frame may be in the file: a frame written after it would be
                 # unreadable on recovery, so nothing more is written by this store.
                 self._failure = f"write: {exc}"
                 raise AuditError(f"cannot write the audit journal: {exc}") from exc
-            self._journal_bytes += size
             self._written += 1
             ticket = self._written
             if kind == RECORD:
@@ -274,7 +280,7 @@ class SQLiteAuditStore:
                 due = len(self._pending) >= FLUSH_BATCH
             else:
                 due = False
-                if self._journal_bytes >= ROTATE_BYTES:
+                if journal.used >= ROTATE_BYTES:
                     self._rotate()
         if self.durability == "fsync":
             self._sync(ticket)
@@ -295,9 +301,10 @@ class SQLiteAuditStore:
             if self._synced >= ticket:
                 return
             with self._lock:
-                upto, fd = self._written, self._fd
+                upto, journal = self._written, self._journal
+            assert journal is not None
             try:
-                os.fdatasync(fd)
+                os.fdatasync(journal.fd)
             except OSError as exc:
                 # The frame is in the journal but its append failed, so the writer will hand
                 # its seq to the next record: no further record may follow it (see _write).
@@ -330,11 +337,29 @@ class SQLiteAuditStore:
         with self._flush_lock:
             self._flush()
 
+    def _next_journal(self) -> bool:
+        """Close the journal file and start the next one (the lock is held); False on failure.
+
+        Called after a record was written, so a failure here must not fail that append:
+        the store refuses every later write instead (nothing may be numbered after a record
+        whose journal cannot be continued).
+        """
+        journal = self._journal
+        assert journal is not None
+        try:
+            journal.close()
+            self._generation += 1
+            self._open_journal()
+        except OSError as exc:
+            self._failure = f"rotate: {exc}"
+            log.error("audit store %s: cannot start a new journal file: %s", self.path, exc)
+            return False
+        return True
+
     def _rotate(self) -> None:
         """Start a new journal file (the lock is held); the helper takes the old one."""
-        os.close(self._fd)
-        self._generation += 1
-        self._open_journal()
+        if not self._next_journal():
+            return
         helper = self._helper
         if helper is not None and helper.poll() is not None:
             log.warning(
@@ -377,18 +402,18 @@ class SQLiteAuditStore:
         syncing = self._sync_lock if self.durability == "fsync" else contextlib.nullcontext()
         with syncing, self._lock:
             batch, self._pending = self._pending, []
-            if self._journal_bytes >= ROTATE_BYTES and not self._closed:
+            journal = self._journal
+            assert journal is not None
+            if journal.used >= ROTATE_BYTES and not self._closed:
                 if self.durability == "fsync":
                     try:
-                        os.fdatasync(self._fd)
+                        os.fdatasync(journal.fd)
                     except OSError as exc:
                         self._failure = f"sync: {exc}"
                         raise AuditError(f"cannot sync the audit journal: {exc}") from exc
                     self._synced = self._written
-                os.close(self._fd)
-                self._retired.append(self._journal_path)
-                self._generation += 1
-                self._open_journal()
+                if self._next_journal():
+                    self._retired.append(journal.path)
         if batch:
             try:
                 with self._transaction():
@@ -430,9 +455,11 @@ class SQLiteAuditStore:
         # and the next writer recovers from it.
         keep = stored < self._last_record
         with self._lock:
-            os.close(self._fd)
+            journal, self._journal = self._journal, None
+            assert journal is not None
+            journal.close()
             if not keep:
-                self._journal_path.unlink(missing_ok=True)
+                journal.path.unlink(missing_ok=True)
         self._reader.close()
         self._db.close()
         os.close(self._lock_fd)

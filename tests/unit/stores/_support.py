@@ -11,7 +11,7 @@ from ringfence.core.audit.checkpoint import Checkpoint, sign_checkpoint
 from ringfence.core.audit.encoding import canonical
 from ringfence.core.audit.merkle import CompactRange, leaf_hash
 from ringfence.runtime.audit import AuditLog
-from ringfence.stores.journal import journal_files
+from ringfence.stores.journal import RECORD, encode_frame, journal_files, read_frames
 from ringfence.stores.sqlite import SQLiteAuditStore
 
 
@@ -48,7 +48,8 @@ def abandon(store: SQLiteAuditStore) -> None:
     store._closed = True
     store._wake.set()
     store._flusher.join()
-    os.close(store._fd)
+    assert store._journal is not None
+    store._journal.abandon()
     store._reader.close()
     store._db.close()
     os.close(store._lock_fd)
@@ -60,6 +61,17 @@ def abandon_log(log: AuditLog) -> None:
     log._timer.join()
     assert isinstance(log.store, SQLiteAuditStore)
     abandon(log.store)
+
+
+def used_bytes(journal: Path) -> bytearray:
+    """A journal file's bytes up to the end of its last frame (a live or abandoned journal is
+    preallocated: zeros follow)."""
+    raw = journal.read_bytes()
+    end = 0
+    for _, _, payload in read_frames(journal):
+        end += len(encode_frame(RECORD, 0, payload))
+    assert not any(raw[end:]), "only zeros follow the frames"
+    return bytearray(raw[:end])
 
 
 def journals(directory: Path) -> list[Path]:

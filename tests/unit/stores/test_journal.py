@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import zlib
@@ -14,10 +15,10 @@ from ringfence.stores.journal import (
     CHECKPOINT,
     MAX_FRAME,
     RECORD,
+    JournalFile,
     encode_frame,
     journal_files,
     read_frames,
-    write_all,
 )
 
 
@@ -85,40 +86,101 @@ def test_journal_files_sort_numerically_and_ignore_strangers(tmp_path: Path) -> 
     ]
 
 
-def test_write_all_survives_short_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = os.write
-    calls: list[int] = []
-
-    def one_byte(fd: int, data: bytes) -> int:
-        calls.append(len(data))
-        return real(fd, bytes(data[:1]))
-
-    fd = os.open(tmp_path / "j", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        monkeypatch.setattr(journal.os, "write", one_byte)
-        write_all(fd, b"hello")
-    finally:
-        monkeypatch.undo()
-        os.close(fd)
-    assert (tmp_path / "j").read_bytes() == b"hello"
-    assert calls == [5, 4, 3, 2, 1]
-
-
-def test_short_writev_is_finished_byte_exactly(
+def test_short_pwritev_is_finished_byte_exactly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = os.writev
+    calls: list[int] = []
+    real = os.pwrite
 
-    def short(fd: int, parts: list[bytes]) -> int:  # the kernel may write less than asked
-        data = b"".join(parts)
-        return os.write(fd, data[:7])
+    def short(fd: int, parts: list[bytes], offset: int) -> int:  # the kernel may write less
+        return real(fd, b"".join(parts)[:7], offset)
+
+    def one_byte(fd: int, data: bytes, offset: int) -> int:
+        calls.append(len(data))
+        return real(fd, bytes(data[:1]), offset)
 
     path = tmp_path / "audit-journal.1"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    monkeypatch.setattr(journal.os, "writev", short)
-    parts = journal.frame_parts(journal.RECORD, 3, b'{"a":1}')
-    assert journal.write_parts(fd, parts) == len(b"".join(parts))
-    monkeypatch.setattr(journal.os, "writev", real)
-    os.close(fd)
-    assert list(journal.read_frames(path)) == [(journal.RECORD, 3, b'{"a":1}')]
-    assert path.read_bytes() == journal.encode_frame(journal.RECORD, 3, b'{"a":1}')
+    monkeypatch.setattr(journal.os, "pwritev", short)
+    jf = JournalFile(path, mapped=False, capacity=0)
+    jf.write(RECORD, 3, b'{"a":1}')
+    monkeypatch.setattr(journal.os, "pwrite", one_byte)
+    jf.write(RECORD, 4, b"xy")
+    monkeypatch.undo()
+    jf.close()
+    assert list(read_frames(path)) == [(RECORD, 3, b'{"a":1}'), (RECORD, 4, b"xy")]
+    assert path.read_bytes() == encode_frame(RECORD, 3, b'{"a":1}') + encode_frame(RECORD, 4, b"xy")
+    assert calls == list(range(len(encode_frame(RECORD, 4, b"xy")) - 7, 0, -1))
+
+
+def test_mapped_journal_is_preallocated_and_cut_to_its_frames_on_close(tmp_path: Path) -> None:
+    path = tmp_path / "audit-journal.1"
+    jf = JournalFile(path, mapped=True, capacity=1 << 20)
+    assert jf.mapped
+    jf.write(RECORD, 0, b"first")
+    jf.write(CHECKPOINT, 1, b"cp")
+    assert path.stat().st_size == 1 << 20  # space reserved up front
+    # Readable while open (another process reads the same page cache), zeros ending it.
+    assert list(read_frames(path)) == [(RECORD, 0, b"first"), (CHECKPOINT, 1, b"cp")]
+    jf.close()
+    jf.close()  # idempotent
+    expected = encode_frame(RECORD, 0, b"first") + encode_frame(CHECKPOINT, 1, b"cp")
+    assert path.read_bytes() == expected
+
+
+def test_an_abandoned_mapped_journal_keeps_its_frames(tmp_path: Path) -> None:
+    path = tmp_path / "audit-journal.1"
+    jf = JournalFile(path, mapped=True, capacity=1 << 16)
+    for seq in range(5):
+        jf.write(RECORD, seq, b"r%d" % seq)
+    jf.abandon()
+    assert path.stat().st_size == 1 << 16
+    assert [seq for _, seq, _ in read_frames(path)] == [0, 1, 2, 3, 4]
+
+
+def test_frames_past_the_map_are_written_after_it(tmp_path: Path) -> None:
+    path = tmp_path / "audit-journal.1"
+    jf = JournalFile(path, mapped=True, capacity=4096)
+    payloads = [bytes([65 + i]) * 1500 for i in range(6)]  # the third no longer fits
+    for seq, payload in enumerate(payloads):
+        jf.write(RECORD, seq, payload)
+    assert [p for _, _, p in read_frames(path)] == payloads
+    jf.close()
+    assert path.read_bytes() == b"".join(encode_frame(RECORD, s, p) for s, p in enumerate(payloads))
+
+
+def test_without_preallocation_frames_are_plain_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unsupported(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(journal.os, "posix_fallocate", unsupported)
+    path = tmp_path / "audit-journal.1"
+    jf = JournalFile(path, mapped=True, capacity=1 << 20)
+    assert not jf.mapped
+    jf.write(RECORD, 0, b"x")
+    assert path.read_bytes() == encode_frame(RECORD, 0, b"x")  # no zero tail
+    jf.close()
+
+
+def test_a_full_disk_at_preallocation_falls_back_and_reports_on_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_space(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(journal.os, "posix_fallocate", no_space)
+    jf = JournalFile(tmp_path / "audit-journal.1", mapped=True, capacity=1 << 20)
+    assert not jf.mapped
+    monkeypatch.setattr(journal.os, "pwritev", no_space)
+    with pytest.raises(OSError, match="No space"):
+        jf.write(RECORD, 0, b"x")
+    jf.close()
+
+
+def test_an_existing_journal_file_is_never_reused(tmp_path: Path) -> None:
+    path = tmp_path / "audit-journal.1"
+    path.write_bytes(encode_frame(RECORD, 0, b"old"))
+    with pytest.raises(FileExistsError):
+        JournalFile(path, mapped=True, capacity=4096)
+    assert list(read_frames(path)) == [(RECORD, 0, b"old")]

@@ -20,11 +20,12 @@ from ringfence import AuditError
 from ringfence.core.audit.encoding import decode
 from ringfence.core.audit.verify import verify_log
 from ringfence.runtime.audit import AuditLog
+from ringfence.stores import journal as journal_module
 from ringfence.stores import sqlite as sqlite_module
 from ringfence.stores.journal import CHECKPOINT, RECORD, encode_frame, read_frames
 from ringfence.stores.sqlite import SQLiteAuditStore
 
-from ._support import abandon, abandon_log, chain, checkpoint_for, journals
+from ._support import abandon, abandon_log, chain, checkpoint_for, journals, used_bytes
 
 
 def sql_rows(directory: Path, table: str = "records") -> int:
@@ -348,25 +349,30 @@ def test_failed_sync_stops_all_further_writes(
     reopened.close()
 
 
+@pytest.mark.parametrize("durability", ["process", "fsync"])
 def test_failed_write_stops_all_further_writes(
-    store_dir: Path, signing_key: SigningKey, monkeypatch: pytest.MonkeyPatch
+    store_dir: Path, signing_key: SigningKey, monkeypatch: pytest.MonkeyPatch, durability: str
 ) -> None:
-    store = SQLiteAuditStore(store_dir, flush_interval=3600)
+    # A memory-mapped journal cannot fail a write; a file system without preallocation
+    # gets plain writes, which can.
+    monkeypatch.setattr(os, "posix_fallocate", _no_fallocate)
+    store = SQLiteAuditStore(store_dir, flush_interval=3600, durability=durability)
     log = new_log(store, signing_key)
     log.append({"n": 0})
-    real = os.writev
-    journal_fd = store._fd
+    real = os.pwritev
+    assert store._journal is not None and not store._journal.mapped
+    journal_fd = store._journal.fd
 
-    def short_then_fail(fd: int, parts: Any) -> int:
+    def short_then_fail(fd: int, parts: Any, offset: int) -> int:
         if fd != journal_fd:
-            return real(fd, parts)
-        os.write(fd, b"".join(parts)[:5])  # half a frame reaches the file, then the disk is full
+            return real(fd, parts, offset)
+        os.pwrite(fd, b"".join(parts)[:5], offset)  # half a frame reaches the file, then ENOSPC
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "writev", short_then_fail)
+    monkeypatch.setattr(os, "pwritev", short_then_fail)
     with pytest.raises(AuditError, match="cannot write"):
         log.append({"n": 1})
-    monkeypatch.setattr(os, "writev", real)
+    monkeypatch.setattr(os, "pwritev", real)
     with pytest.raises(AuditError):
         log.append({"n": 2})  # would land after the torn frame and be lost on recovery
     abandon_log(log)
@@ -375,6 +381,38 @@ def test_failed_write_stops_all_further_writes(
     log.close()
     with reader(store_dir) as r:
         assert [decode(d)["n"] for _, d in r.records()] == [0, 3]
+
+
+def _no_fallocate(fd: int, offset: int, length: int) -> None:
+    raise OSError(95, "Operation not supported")
+
+
+def test_a_journal_that_cannot_rotate_stops_later_writes_not_this_one(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "ROTATE_BYTES", 2000)
+    monkeypatch.setattr(sqlite_module, "FLUSH_BATCH", 8)
+    store = SQLiteAuditStore(store_dir, flush_interval=3600, ingest="inline")
+    rows = chain(40)
+    real_open = journal_module.os.open
+
+    def no_new_files(path: Any, flags: int, mode: int = 0o777) -> int:
+        if "audit-journal." in str(path):
+            raise OSError(24, "Too many open files")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(journal_module.os, "open", no_new_files)
+    written = 0
+    with pytest.raises(AuditError, match=r"rotate: .*Too many open files"):
+        for seq, data in rows:
+            store.append(seq, data)  # the append that triggers the rotation still succeeds
+            written += 1
+    monkeypatch.setattr(journal_module.os, "open", real_open)
+    assert written >= 8
+    abandon(store)
+    store = SQLiteAuditStore(store_dir)
+    assert list(store.records()) == rows[:written]  # nothing lost, nothing past the failure
+    store.close()
 
 
 # -- recovery after a kill -----------------------------------------------------------------
@@ -394,7 +432,7 @@ def test_journal_recovery_after_a_kill(
     store = SQLiteAuditStore(store_dir)
     assert "recovered 10 record(s) and 2 checkpoint(s)" in caplog.text
     assert [p.name for p in journals(store_dir)] == ["audit-journal.1"]  # a fresh, empty one
-    assert journals(store_dir)[0].stat().st_size == 0
+    assert list(read_frames(journals(store_dir)[0])) == []
     log = new_log(store, signing_key, checkpoint_every=4)
     assert log.size == 10
     assert [cp.size for cp in store.checkpoints()] == [4, 8, 10]  # the tail was sealed on open
@@ -460,7 +498,7 @@ def test_a_torn_last_frame_is_dropped(
         store.append(seq, data)
     abandon(store)
     (journal,) = journals(store_dir)
-    raw = bytearray(journal.read_bytes())
+    raw = used_bytes(journal)
     last = len(encode_frame(RECORD, 4, rows[4][1]))
     if damage == "truncate":
         del raw[-3:]
@@ -489,8 +527,7 @@ def test_junk_after_the_last_frame_is_ignored(store_dir: Path, tail: bytes) -> N
         store.append(seq, data)
     abandon(store)
     (journal,) = journals(store_dir)
-    with journal.open("ab") as fh:
-        fh.write(tail)
+    journal.write_bytes(bytes(used_bytes(journal)) + tail)
     store = SQLiteAuditStore(store_dir)
     assert list(store.records()) == rows
     store.close()
@@ -503,7 +540,7 @@ def test_a_corrupt_frame_ends_the_journal_there(store_dir: Path) -> None:
         store.append(seq, data)
     abandon(store)
     (journal,) = journals(store_dir)
-    raw = bytearray(journal.read_bytes())
+    raw = used_bytes(journal)
     first_two = sum(len(encode_frame(RECORD, s, d)) for s, d in rows[:2])
     raw[first_two + 20] ^= 0x01  # inside frame 2
     journal.write_bytes(bytes(raw))
