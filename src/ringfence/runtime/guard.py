@@ -148,6 +148,11 @@ class Guard:
         """Labels the session has gathered from obligations so far."""
         return self._labels.get(session, frozenset())
 
+    def label_session(self, session: str, labels: tuple[str, ...]) -> None:
+        """Add labels to a session (say, ``untrusted`` after a tool returned web content)."""
+        if labels:
+            self._add_labels(session, labels)
+
     def action(self, tool: str, args: dict[str, Any], kind: str = ActionKind.TOOL_CALL) -> Action:
         """An Action for ``tool`` with the current context and the Guard's clock."""
         ctx = _CONTEXT.get() or self.defaults
@@ -216,6 +221,39 @@ class Guard:
                 ", ".join(decision.rules),
                 decision.decision_id,
             )
+        return decision
+
+    def refuse(self, action: Action, rule: str, reason: str) -> Decision:
+        """Deny ``action`` without consulting the policy, and record that decision.
+
+        For refusals an adapter makes before the policy is asked (a quarantined MCP tool,
+        arguments that break the server's own schema): ``rule`` is a pseudo-rule id such as
+        ``ringfence:quarantine``.  The record is written like any decision's; if it cannot
+        be, the deny stands and says so.
+        """
+        decision = self._refuse(self._ids(), rule, reason)
+        try:
+            self.audit.append(
+                decision_record(
+                    action,
+                    decision,
+                    action.resources,
+                    time_ns=self._clock(),
+                    policy_name=self.policy.name,
+                    enforced=True,
+                ),
+                checked=False,
+            )
+        except AuditError as exc:
+            log.error("audit log unavailable while refusing %r: %s", action.tool, exc)
+            return self._refuse(
+                decision.decision_id, AUDIT_RULE, f"audit log unavailable: {exc.message}"
+            )
+        if self.on_decision is not None:
+            try:
+                self.on_decision(action, decision)
+            except Exception:
+                log.exception("on_decision hook failed for %s", decision.decision_id)
         return decision
 
     def _refuse(self, decision_id: str, rule: str, reason: str) -> Decision:
@@ -312,8 +350,14 @@ class Guard:
         started_ns: int,
         result: Any = None,
         error: BaseException | None = None,
+        content: Any = None,
+        labels: tuple[str, ...] = (),
     ) -> None:
-        """Record what happened when an allowed action ran (ok/error, duration, result hash)."""
+        """Record what happened when an allowed action ran (ok/error, duration, result hash).
+
+        ``content``, if given, is stored in the record as is (redact it first); ``labels``
+        are the session labels the result brought, recorded and added to the session.
+        """
         duration = time.perf_counter_ns() - started_ns
         digest = size = None
         if error is None:
@@ -334,13 +378,17 @@ class Guard:
                     result_sha256=digest,
                     result_size=size,
                     error=message,
+                    content=content,
+                    labels=labels,
                 ),
-                checked=False,
+                checked=content is not None,
             )
         except AuditError:
             # The action has already run and its decision is on record; the next check
             # against this log will be refused, so nothing further runs unrecorded.
             log.exception("could not record the outcome of decision %s", decision.decision_id)
+        if labels and action.session is not None:
+            self._add_labels(action.session, labels)
 
     @overload
     def protect(self, fn: F, /) -> F: ...

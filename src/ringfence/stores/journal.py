@@ -1,6 +1,6 @@
 """The write-ahead journal in front of the SQLite audit store.
 
-One ``write(2)`` per record puts it in the kernel's page cache before ``append`` returns, so
+One ``write(2)`` — or one copy into a memory map — per record puts it in the kernel's page cache before ``append`` returns, so
 it survives the process being killed at any moment (and, with ``durability="fsync"``, a
 power cut: writers then share an ``fdatasync`` — group commit).  A background thread moves
 records into SQLite in batches; a journal file is deleted only after everything in it is

@@ -80,6 +80,8 @@ OUTCOME_FIELDS = {
     "type",
     "ts",
     "decision_id",
+    "content",
+    "labels",
     "agent",
     "session",
     "tool",
@@ -552,3 +554,65 @@ def test_guard_action_fills_every_context_field(make_guard: GuardFactory) -> Non
         frozenset(),
         {},
     )
+
+
+def test_refuse_records_a_deny_with_the_pseudo_rule(
+    make_guard: GuardFactory, memory_log: AuditLog
+) -> None:
+    seen: list[str] = []
+    guard = make_guard(FILES, agent="cleaner", on_decision=lambda a, d: seen.append(d.effect))
+    action = guard.action("safe_delete", {"path": "/tmp/a"})
+    decision = guard.refuse(action, "ringfence:quarantine", "tool definition changed")
+    assert decision.effect is Effect.DENY
+    assert decision.rules == ("ringfence:quarantine",)
+    assert decision.reasons == ("tool definition changed",)
+    (record,) = records_of(memory_log)
+    assert record["effect"] == "deny"
+    assert record["rules"] == ["ringfence:quarantine"]
+    assert record["decision_id"] == decision.decision_id
+    assert record["args"] == {"path": "/tmp/a"}
+    assert seen == [Effect.DENY]
+
+
+def test_refuse_when_the_log_is_down_still_denies(
+    make_guard: GuardFactory, memory_log: AuditLog, memory_store: Any
+) -> None:
+    guard = make_guard(FILES)
+    memory_store.fail_writes = True
+    decision = guard.refuse(guard.action("safe_delete", {"path": "/x"}), "ringfence:q", "no")
+    assert decision.effect is Effect.DENY
+    assert decision.rules == ("ringfence:audit",)
+
+
+def test_outcome_content_and_labels_are_recorded_and_label_the_session(
+    make_guard: GuardFactory, memory_log: AuditLog
+) -> None:
+    guard = make_guard(FILES)
+    with guard.context(session="s-1"):
+        action = guard.action("safe_delete", {"path": "/tmp/a"})
+    decision = guard.check(action)
+    guard.record_outcome(
+        action,
+        decision,
+        started_ns=0,
+        result={"text": "page"},
+        content={"text": "page"},
+        labels=("untrusted",),
+    )
+    outcome = records_of(memory_log)[-1]
+    assert outcome["content"] == {"text": "page"}
+    assert outcome["labels"] == ["untrusted"]
+    assert guard.session_labels("s-1") == frozenset({"untrusted"})
+    guard.label_session("s-1", ("pii",))
+    assert guard.session_labels("s-1") == frozenset({"untrusted", "pii"})
+
+
+def test_outcome_content_that_cannot_be_encoded_is_not_recorded_as_is(
+    make_guard: GuardFactory, memory_log: AuditLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    guard = make_guard(FILES)
+    action = guard.action("safe_delete", {"path": "/tmp/a"})
+    decision = guard.check(action)
+    guard.record_outcome(action, decision, started_ns=0, content={"x": float("nan")})
+    assert len(records_of(memory_log)) == 1  # refused by the encoder's checks, and logged
+    assert "could not record the outcome" in caplog.text

@@ -116,9 +116,11 @@ class OutcomeRecord(msgspec.Struct, gc=False):
     """What happened when an allowed action ran (fields in code-point order)."""
 
     agent: str
+    content: Any
     decision_id: str
     duration_ns: int
     error: str | None
+    labels: tuple[str, ...]
     prev: str
     result_sha256: str | None
     result_size: int | None
@@ -203,13 +205,21 @@ def outcome_record(
     result_sha256: str | None,
     result_size: int | None,
     error: str | None,
+    content: Any = None,
+    labels: tuple[str, ...] = (),
 ) -> OutcomeRecord:
-    """The record of what happened when an allowed action ran."""
+    """The record of what happened when an allowed action ran.
+
+    ``content`` is the result itself when the caller chose to keep it (already redacted);
+    ``labels`` are the session labels the result added (say, ``untrusted``).
+    """
     return OutcomeRecord(
         action.agent,
+        content,
         decision_id,
         duration_ns,
         error,
+        labels,
         "",
         result_sha256,
         result_size,

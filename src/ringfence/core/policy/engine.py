@@ -238,6 +238,36 @@ class Policy:
             obligations=bucket.obligations[""],
         )
 
+    def could_allow(
+        self,
+        kind: str,
+        tool: str,
+        *,
+        agent: str,
+        roles: tuple[str, ...] = (),
+        user: str | None = None,
+    ) -> bool:
+        """Whether some action of ``kind``/``tool`` by this agent could ever be allowed.
+
+        True when an allow or require_approval rule's scope (kind, tool, agent, role, user)
+        covers it and no unconditional deny rule does; conditions and resource patterns are
+        assumed satisfiable.  For listings (what to show an agent), never for authorization.
+        """
+        bucket = self._index.get((kind, tool)) or self._bucket(kind, tool)
+        if bucket.refusal is not None:
+            return False
+
+        def in_scope(rule: Rule) -> bool:
+            return (
+                (rule.agents is None or names_match(rule.agents, agent))
+                and (rule.roles is None or not set(rule.roles).isdisjoint(roles))
+                and (rule.users is None or (user is not None and names_match(rule.users, user)))
+            )
+
+        if any(r.rule.unconditional and in_scope(r.rule) for r in bucket.deny):
+            return False
+        return any(in_scope(r.rule) for r in (*bucket.approval, *bucket.allow))
+
     def is_allowed(self, action: Action) -> bool:
         """True only if ``action`` is allowed outright."""
         return self.evaluate(action).allowed

@@ -157,6 +157,8 @@ def test_outcome_and_approval_records_have_fixed_keys() -> None:
         "result_sha256": None,
         "result_size": None,
         "error": None,
+        "content": None,
+        "labels": [],
     }
     approval = approval_record("d-1", ACTION, time_ns=6, approved=False, approver="bob", note="no")
     assert stored(approval) == {
