@@ -57,11 +57,7 @@ class PolicyError(RingfenceError):
         self.source = source
         self.line = line
         self.field = field
-        where = ""
-        if source is not None:
-            where = source if line is None else f"{source}:{line}"
-        if field:
-            where = f"{where}: {field}" if where else field
+        where = _where(source, line, field)
         super().__init__(f"{where}: {message}" if where else message, code=code)
         self.reason = message
 
@@ -100,6 +96,32 @@ class VerificationError(AuditError):
 
 
 class ConfigError(RingfenceError):
-    """A configuration value, key file or option cannot be used."""
+    """A configuration value, key file or option cannot be used; names file, line and field
+    when it comes from a file."""
 
     default_code = "config.invalid"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        source: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.source = source
+        self.line = line
+        self.field = field
+        where = _where(source, line, field)
+        super().__init__(f"{where}: {message}" if where else message, code=code)
+        self.reason = message
+
+
+def _where(source: str | None, line: int | None, field: str | None) -> str:
+    where = ""
+    if source is not None:
+        where = source if line is None else f"{source}:{line}"
+    if field:
+        where = f"{where}: {field}" if where else field
+    return where

@@ -15,9 +15,21 @@ import click
     type=click.Path(file_okay=False),
     help="Where to put the workspace and log (default: a new temporary folder).",
 )
-def demo(workdir: str | None) -> None:
+@click.option(
+    "--mcp",
+    is_flag=True,
+    help="The MCP gateway demo: a scripted MCP client, real MCP servers, a rug pull caught.",
+)
+def demo(workdir: str | None, mcp: bool) -> None:
     """Run a scripted agent (no LLM) with real tools under an example policy, show every
-    decision, verify the audit log, then show that a tampered copy fails verification."""
+    decision, verify the audit log, then show that a tampered copy fails verification.
+
+    With --mcp: the same story through ``ringfence gateway`` in front of real MCP servers."""
+    if mcp:
+        from ringfence.cli.demo_mcp import mcp_demo
+
+        mcp_demo(workdir)
+        return
     from rich.console import Console
     from rich.live import Live
     from rich.table import Table

@@ -39,13 +39,15 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from ringfence.cli import audit, check, demo, testcmd, validate
+    from ringfence.cli import audit, check, demo, gateway, testcmd, validate
 
     cli.add_command(check.check)
     cli.add_command(validate.validate)
     cli.add_command(testcmd.test)
     cli.add_command(audit.audit)
     cli.add_command(demo.demo)
+    cli.add_command(gateway.gateway)
+    cli.add_command(gateway.inventory)
 
 
 _register()

@@ -1,10 +1,10 @@
 """The write-ahead journal in front of the SQLite audit store.
 
-One ``write(2)`` — or one copy into a memory map — per record puts it in the kernel's page cache before ``append`` returns, so
-it survives the process being killed at any moment (and, with ``durability="fsync"``, a
-power cut: writers then share an ``fdatasync`` — group commit).  A background thread moves
-records into SQLite in batches; a journal file is deleted only after everything in it is
-committed there.  Frames::
+One ``write(2)`` (or one copy into a memory map) per record puts it in the kernel's page
+cache before ``append`` returns, so it survives the process being killed at any moment
+(and, with ``durability="fsync"``, a power cut: writers then share an ``fdatasync`` —
+group commit).  A background thread moves records into SQLite in batches; a journal file is
+deleted only after everything in it is committed there.  Frames::
 
     type (1 byte) | seq (8, little-endian) | length (4) | payload | crc32 (4) of all before it
 

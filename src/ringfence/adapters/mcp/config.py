@@ -1,0 +1,233 @@
+"""The MCP gateway's configuration file: servers, policy, audit store, labels, identity.
+
+A YAML file, read with the same strict loader as policies (duplicate keys, aliases and
+non-JSON scalars are errors) and checked against the structs below: an unknown key, a wrong
+type or a missing value is a :class:`~ringfence.errors.ConfigError` naming the file, line and
+field.  Paths in it are relative to the file's folder.  Example::
+
+    policy: policy.yaml
+    data_dir: .ringfence            # audit log, keys, tool pins
+    identity: {agent: ide-assistant, user: alice}
+    pinning: tofu                   # or allowlist (pins.json must list every tool)
+    scan: quarantine                # or warn
+    servers:
+      time:
+        command: mcp-server-time
+        labels: [trusted]
+      web:
+        url: http://127.0.0.1:8931/mcp
+        labels: [untrusted]          # what its tools return is untrusted content
+        tools:
+          search: {proxies: {tool: name, arguments: args}}
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from ringfence.core.policy import yamlsrc
+from ringfence.errors import ConfigError, PolicyError
+
+__all__ = [
+    "SEPARATOR",
+    "GatewayConfig",
+    "HttpListen",
+    "Identity",
+    "ProxySpec",
+    "ServerConfig",
+    "ToolConfig",
+    "load_config",
+]
+
+SEPARATOR = "__"
+"""Between server and tool in the names the gateway exposes (``time__get_current_time``).
+
+Not a dot: several clients only accept ``[A-Za-z0-9_-]`` in tool names."""
+
+_SERVER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+_LABEL = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
+
+
+class ProxySpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """A "meta" tool that runs another tool: which arguments name it and carry its arguments."""
+
+    tool: str
+    arguments: str | None = None
+    server: str | None = None  # the argument naming the server, if the tool can reach others
+
+
+class ToolConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Per-tool settings."""
+
+    labels: tuple[str, ...] = ()
+    trusted: bool | None = None  # overrides the server's setting
+    proxies: ProxySpec | None = None
+    record_results: Literal["hash", "content"] | None = None
+
+
+class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """One upstream MCP server: a child process over stdio, or a Streamable HTTP URL."""
+
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = {}
+    inherit_env: bool = False
+    cwd: str | None = None
+    url: str | None = None
+    headers: dict[str, str] = {}
+    labels: tuple[str, ...] = ()
+    # Results of an untrusted server's tools label the session "untrusted" (the default:
+    # tool output from a third party is content the model must not take orders from).
+    trusted: bool = False
+    tools: dict[str, ToolConfig] = {}
+    timeout: float = 60.0
+    connect_timeout: float = 30.0
+    restart: bool = True
+
+    @property
+    def transport(self) -> str:
+        """``stdio`` or ``http``."""
+        return "stdio" if self.command is not None else "http"
+
+
+class Identity(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Who the connected client acts as."""
+
+    agent: str = "mcp-client"
+    roles: tuple[str, ...] = ()
+    user: str | None = None
+
+
+class HttpListen(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Serving MCP clients over Streamable HTTP instead of stdio."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    path: str = "/mcp"
+    # sha256 hex of a bearer token -> the identity it stands for; none: every client gets
+    # the default identity (only sensible on loopback).
+    tokens: dict[str, Identity] = {}
+
+
+class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """The whole gateway configuration (see the module docstring)."""
+
+    policy: str
+    servers: dict[str, ServerConfig]
+    data_dir: str = ".ringfence"
+    identity: Identity = Identity()
+    pins: str | None = None
+    pinning: Literal["tofu", "allowlist"] = "tofu"
+    scan: Literal["warn", "quarantine"] = "quarantine"
+    record_results: Literal["hash", "content"] = "hash"
+    max_message_bytes: int = 4 << 20
+    max_result_bytes: int = 16 << 20
+    durability: Literal["process", "fsync"] = "process"
+    listen: HttpListen | None = None
+    base: str = msgspec.field(default="", name="__base__")  # the file's folder, set on load
+
+    def path(self, value: str) -> Path:
+        """``value`` resolved against the configuration file's folder."""
+        return Path(self.base, value) if self.base else Path(value)
+
+    @property
+    def pins_path(self) -> Path:
+        """Where tool pins are kept."""
+        return self.path(self.pins) if self.pins else self.path(self.data_dir) / "mcp-pins.json"
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and check a gateway configuration file."""
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", source=source) from None
+    return config_from_text(raw, source=source, base=str(Path(path).resolve().parent))
+
+
+def config_from_text(
+    text: str | bytes, *, source: str = "<config>", base: str = ""
+) -> GatewayConfig:
+    """Parse configuration text; ``base`` is the folder relative paths start from."""
+    try:
+        doc = yamlsrc.parse(text, source)
+    except PolicyError as exc:
+        raise ConfigError(
+            exc.reason, code="config.yaml", source=exc.source, line=exc.line, field=exc.field
+        ) from None
+    if not isinstance(doc.value, dict):
+        raise ConfigError("the configuration must be a mapping", source=source, line=1)
+    if "__base__" in doc.value:
+        raise doc_error(doc, ("__base__",), "unknown key")
+    try:
+        config = msgspec.convert({**doc.value, "__base__": base}, GatewayConfig)
+    except msgspec.ValidationError as exc:
+        raise _located(doc, str(exc)) from None
+    _check(doc, config)
+    return config
+
+
+def doc_error(doc: yamlsrc.Located, path: yamlsrc.Path, message: str) -> ConfigError:
+    """A ConfigError at ``path`` of a parsed file."""
+    return ConfigError(
+        message, source=doc.source, line=doc.line(path), field=yamlsrc.dotted(path) or None
+    )
+
+
+_AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+
+
+def _located(doc: yamlsrc.Located, text: str) -> ConfigError:
+    """Turn msgspec's "Expected `int`, got `str` - at `$.servers.x.timeout`" into file:line."""
+    m = _AT.match(text)
+    assert m is not None
+    path: list[str | int] = []
+    for key, index in _PART.findall(m["path"] or ""):
+        path.append(int(index) if index else key)
+    message = m["message"].replace("Object contains unknown field", "unknown key")
+    return doc_error(doc, tuple(path), message)
+
+
+def _check(doc: yamlsrc.Located, config: GatewayConfig) -> None:
+    if not config.servers:
+        raise doc_error(doc, ("servers",), "at least one server is needed")
+    for name, server in config.servers.items():
+        at: yamlsrc.Path = ("servers", name)
+        if not _SERVER_NAME.match(name) or SEPARATOR in name:
+            raise doc_error(
+                doc, at, "server names are 1-32 of a-z, 0-9 and '-' (they prefix tool names)"
+            )
+        if (server.command is None) == (server.url is None):
+            raise doc_error(doc, at, "give exactly one of 'command' (stdio) or 'url' (HTTP)")
+        if server.url is not None and not re.match(r"^https?://", server.url):
+            raise doc_error(doc, (*at, "url"), "must be an http:// or https:// URL")
+        if server.command is not None and server.headers:
+            raise doc_error(doc, (*at, "headers"), "headers only apply to an HTTP server")
+        if not 0 < server.timeout <= 3600 or not 0 < server.connect_timeout <= 3600:
+            raise doc_error(doc, (*at, "timeout"), "timeouts are between 0 and 3600 seconds")
+        for label in server.labels:
+            _label(doc, (*at, "labels"), label)
+        for tool, tc in server.tools.items():
+            for label in tc.labels:
+                _label(doc, (*at, "tools", tool, "labels"), label)
+    for field in ("max_message_bytes", "max_result_bytes"):
+        value = getattr(config, field)
+        if not 1024 <= value <= 1 << 30:
+            raise doc_error(doc, (field,), "must be between 1 KiB and 1 GiB")
+    if config.listen is not None:
+        for digest in config.listen.tokens:
+            if not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise doc_error(
+                    doc, ("listen", "tokens", digest), "token keys are sha256 hex digests"
+                )
+
+
+def _label(doc: yamlsrc.Located, at: yamlsrc.Path, label: str) -> None:
+    if not _LABEL.match(label):
+        raise doc_error(doc, at, f"label {label!r}: lower-case letters, digits, _ . : -")

@@ -1,0 +1,506 @@
+"""The gateway's core: every MCP request from a client, checked by the Guard before it goes on.
+
+Transport-free (the MCP server side lives in ``server.py``): it holds the upstream servers, the
+tool surface they expose (pinned, scanned, namespaced ``server__tool``) and turns each request
+into an :class:`~ringfence.core.action.Action` for the same Guard, policy and audit log the
+library uses.  No policy logic here: the gateway only refuses what the policy cannot see — an
+unknown or quarantined tool, arguments that break the server's own schema — and records those
+refusals as decisions too (pseudo-rules ``ringfence:unknown-tool``, ``ringfence:quarantine``,
+``ringfence:upstream-schema``).
+
+What reaches the client:
+
+- a deny (policy, quarantine, approval not given) is a ``CallToolResult`` with ``isError`` and
+  a text naming the reason and the decision id, so the agent can adapt; the upstream server
+  never sees the call;
+- a request that is malformed for the tool (unknown name, arguments the schema refuses,
+  arguments too big or deep) is a JSON-RPC error ``-32602`` whose data carries the decision id;
+- an upstream that crashed, hung or is restarting is a JSON-RPC error (``-32001`` on timeout,
+  ``-32603`` otherwise) naming the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import mcp_types as types
+import msgspec
+from mcp import Client, MCPError
+from mcp.shared.dispatcher import ProgressFnT as Progress
+
+from ringfence.adapters.mcp.catalog import Catalog, ToolEntry
+from ringfence.adapters.mcp.config import SEPARATOR, GatewayConfig, Identity
+from ringfence.adapters.mcp.upstream import Upstream, UpstreamUnavailable
+from ringfence.core.action import Action, ActionKind, Resource, argument_problem
+from ringfence.core.decision import Decision, Effect
+from ringfence.runtime.guard import APPROVAL_RULE, Guard
+
+__all__ = ["Connection", "Gateway", "GatewayError"]
+
+log = logging.getLogger("ringfence.gateway")
+
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+REQUEST_TIMEOUT = -32001
+RESOURCE_NOT_FOUND = -32002
+FORBIDDEN = -32003  # a resources/read or prompts/get the policy refused
+UNKNOWN_TOOL_RULE = "ringfence:unknown-tool"
+QUARANTINE_RULE = "ringfence:quarantine"
+UPSTREAM_SCHEMA_RULE = "ringfence:upstream-schema"
+INPUT_RULE = "ringfence:input"
+META_KEY = "io.ringfence/decision"
+
+
+class GatewayError(Exception):
+    """A JSON-RPC error for the client: code, message and data (decision id and rule)."""
+
+    def __init__(self, code: int, message: str, data: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One client connection: who it acts as, and the session its actions belong to."""
+
+    identity: Identity
+    session: str = field(default_factory=lambda: f"mcp-{uuid.uuid4().hex[:16]}")
+
+
+class Gateway:
+    """Upstream servers, their checked tool surface, and the request path through the Guard."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        guard: Guard,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        errlog: Any = None,
+    ) -> None:
+        self.config = config
+        self.guard = guard
+        self.catalog = Catalog(config, now=now, record=self._audit)
+        self.upstreams = {
+            name: Upstream(
+                name,
+                server,
+                base=config.base,
+                on_connect=self._connected,
+                on_tools_changed=self._tools_changed,
+                errlog=errlog,
+            )
+            for name, server in config.servers.items()
+        }
+        self._first: set[str] = set()
+        self._resource_servers: dict[str, str] = {}
+        self._template_servers: dict[str, str] = {}
+
+    def _audit(self, record: dict[str, Any]) -> None:
+        try:
+            self.guard.audit.append({**record, "ts": time.time_ns()})
+        except Exception:
+            log.exception("could not record a tool-surface event")
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run every upstream's supervisor; reports started once each has tried to connect."""
+        async with anyio.create_task_group() as tg:
+            for upstream in self.upstreams.values():
+                tg.start_soon(upstream.run)
+            deadline = max(s.connect_timeout for s in self.config.servers.values())
+            with anyio.move_on_after(deadline):
+                while any(
+                    u.status == "starting" and u.name not in self._first
+                    for u in self.upstreams.values()
+                ):
+                    await anyio.sleep(0.01)
+            task_status.started()
+
+    def stop(self) -> None:
+        """Disconnect every upstream (run() then returns)."""
+        for upstream in self.upstreams.values():
+            upstream.stop()
+
+    async def _connected(self, upstream: Upstream, client: Client) -> None:
+        tools = await _all_tools(upstream, client)
+        self.catalog.observe(upstream.name, tools, client.instructions)
+        self._first.add(upstream.name)
+
+    async def _tools_changed(self, upstream: Upstream) -> None:
+        client = upstream.client
+        if client is None:
+            return
+        try:
+            tools = await _all_tools(upstream, client)
+        except Exception as exc:  # the old surface stays in force; calls still check pins
+            log.warning("MCP server %r: re-listing tools failed: %s", upstream.name, exc)
+            return
+        self.catalog.observe(upstream.name, tools, client.instructions)
+
+    # -- listing -----------------------------------------------------------------------------
+
+    def list_tools(self, conn: Connection) -> list[types.Tool]:
+        """The tools this connection may see: pinned (not quarantined) and reachable by policy."""
+        ident = conn.identity
+        out = []
+        for entry in self.catalog.entries():
+            if self.catalog.refusal(entry) is not None:
+                continue
+            if not self.guard.policy.could_allow(
+                ActionKind.TOOL_CALL,
+                entry.exposed,
+                agent=ident.agent,
+                roles=ident.roles,
+                user=ident.user,
+            ):
+                continue
+            out.append(entry.tool.model_copy(update={"name": entry.exposed}))
+        return out
+
+    # -- calling -----------------------------------------------------------------------------
+
+    def action(
+        self, conn: Connection, tool: str, args: dict[str, Any], kind: str = ActionKind.TOOL_CALL
+    ) -> Action:
+        """The Action for a request on ``conn``."""
+        ident = conn.identity
+        return Action(
+            kind=kind,
+            tool=tool,
+            args=args,
+            agent=ident.agent,
+            roles=ident.roles,
+            user=ident.user,
+            session=conn.session,
+            time_ns=time.time_ns(),
+        )
+
+    def admit(
+        self, conn: Connection, name: str, args: dict[str, Any]
+    ) -> tuple[ToolEntry, Action, Decision]:
+        """Everything before forwarding: resolve, gate, check.  Raises GatewayError."""
+        entry = self.catalog.get(name)
+        action = self.action(conn, name, args)
+        if entry is None:
+            d = self.guard.refuse(action, UNKNOWN_TOOL_RULE, f"no tool {name!r} on any server")
+            raise _rpc(INVALID_PARAMS, f"Unknown tool: {name}", d)
+        problem = argument_problem(args, self.guard.policy.limits)
+        if problem is not None:
+            d = self.guard.refuse(action, INPUT_RULE, problem)
+            raise _rpc(INVALID_PARAMS, f"Invalid arguments for {name}: {problem}", d)
+        refusal = self.catalog.refusal(entry)
+        if refusal is not None:
+            return entry, action, self.guard.refuse(action, QUARANTINE_RULE, refusal)
+        schema_problem = _check_schema(entry, args)
+        if schema_problem is not None:
+            d = self.guard.refuse(action, UPSTREAM_SCHEMA_RULE, schema_problem)
+            raise _rpc(INVALID_PARAMS, f"Invalid arguments for {name}: {schema_problem}", d)
+        proxied = self._proxied(conn, entry, args)
+        if proxied is not None and not proxied.allowed:
+            return entry, action, proxied
+        return entry, action, self.guard.check(action)
+
+    def _proxied(self, conn: Connection, entry: ToolEntry, args: dict[str, Any]) -> Decision | None:
+        """A meta tool's inner call, checked as the tool it reaches (None: not a meta tool)."""
+        spec = entry.config.proxies if entry.config else None
+        if spec is None:
+            return None
+        inner = args.get(spec.tool)
+        server = args.get(spec.server, entry.server) if spec.server else entry.server
+        inner_args = args.get(spec.arguments, {}) if spec.arguments else {}
+        exposed = f"{server}{SEPARATOR}{inner}"
+        action = self.action(conn, exposed, inner_args if isinstance(inner_args, dict) else {})
+        if (
+            not isinstance(inner, str)
+            or not isinstance(server, str)
+            or not isinstance(inner_args, dict)
+        ):
+            return self.guard.refuse(
+                action,
+                UPSTREAM_SCHEMA_RULE,
+                f"{entry.exposed} proxies a tool: {spec.tool!r} must name it",
+            )
+        target = self.catalog.get(exposed)
+        if target is not None and (refusal := self.catalog.refusal(target)) is not None:
+            return self.guard.refuse(action, QUARANTINE_RULE, refusal)
+        return self.guard.check(action)
+
+    async def call_tool(
+        self,
+        conn: Connection,
+        name: str,
+        args: dict[str, Any] | None,
+        progress: Progress | None = None,
+    ) -> types.CallToolResult:
+        """Check, forward if allowed, record the outcome; see the module docstring."""
+        args = {} if args is None else args
+        entry, action, decision = self.admit(conn, name, args)
+        if not decision.allowed and self.guard.enforcement == "enforce":
+            return denied_result(decision)
+        upstream = self.upstreams[entry.server]
+        started = time.perf_counter_ns()
+        try:
+            result = await upstream.request(
+                lambda c: c.call_tool(entry.tool.name, args, progress_callback=progress)
+            )
+        except UpstreamUnavailable as exc:
+            self.guard.record_outcome(action, decision, started_ns=started, error=exc)
+            code = REQUEST_TIMEOUT if exc.timeout else INTERNAL_ERROR
+            raise GatewayError(code, str(exc), {"decision_id": decision.decision_id}) from exc
+        except MCPError as exc:
+            self.guard.record_outcome(action, decision, started_ns=started, error=exc)
+            raise GatewayError(
+                exc.code, exc.message, exc.data if isinstance(exc.data, dict) else None
+            ) from exc
+        self._record(entry, action, decision, started, result)
+        return result
+
+    def _record(
+        self,
+        entry: ToolEntry,
+        action: Action,
+        decision: Decision,
+        started: int,
+        result: types.CallToolResult,
+    ) -> None:
+        dump = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+        keep = (entry.config.record_results if entry.config else None) or self.config.record_results
+        self.guard.record_outcome(
+            action,
+            decision,
+            started_ns=started,
+            result=dump,
+            error=_ToolError("the tool reported an error") if result.is_error else None,
+            content=dump if keep == "content" else None,
+            labels=entry.labels,
+        )
+
+    # -- resources and prompts -----------------------------------------------------------------
+
+    def _visible(self, conn: Connection, server: str, what: str) -> bool:
+        ident = conn.identity
+        return self.guard.policy.could_allow(
+            ActionKind.MCP_REQUEST,
+            f"{server}{SEPARATOR}{what}",
+            agent=ident.agent,
+            roles=ident.roles,
+            user=ident.user,
+        )
+
+    async def _gather(
+        self, conn: Connection, what: str, fetch: Callable[[Upstream], Any]
+    ) -> list[tuple[str, Any]]:
+        """``fetch`` from every connected server whose ``what`` the policy could allow."""
+        out: list[tuple[str, Any]] = []
+        for name, upstream in self.upstreams.items():
+            if upstream.client is None or not self._visible(conn, name, what):
+                continue
+            try:
+                for item in await fetch(upstream):
+                    out.append((name, item))
+            except (UpstreamUnavailable, MCPError) as exc:
+                log.warning("MCP server %r: listing for %s failed: %s", name, what, exc)
+        return out
+
+    async def list_resources(self, conn: Connection) -> list[types.Resource]:
+        """Resources of every server whose resources/read the policy could allow."""
+
+        async def fetch(u: Upstream) -> list[types.Resource]:
+            return await _pages(
+                u, lambda c, cur: c.list_resources(cursor=cur, cache_mode="bypass"), "resources"
+            )
+
+        found = await self._gather(conn, "resources/read", fetch)
+        for server, res in found:
+            self._resource_servers.setdefault(str(res.uri), server)
+        return [res for _, res in found]
+
+    async def list_resource_templates(self, conn: Connection) -> list[types.ResourceTemplate]:
+        """Resource templates, likewise."""
+
+        async def fetch(u: Upstream) -> list[types.ResourceTemplate]:
+            return await _pages(
+                u,
+                lambda c, cur: c.list_resource_templates(cursor=cur, cache_mode="bypass"),
+                "resource_templates",
+            )
+
+        found = await self._gather(conn, "resources/read", fetch)
+        for server, tpl in found:
+            prefix = tpl.uri_template.split("{", 1)[0]
+            if prefix:
+                self._template_servers.setdefault(prefix, server)
+        return [tpl for _, tpl in found]
+
+    def _resource_server(self, uri: str) -> str | None:
+        server = self._resource_servers.get(uri)
+        if server is not None:
+            return server
+        best = max((p for p in self._template_servers if uri.startswith(p)), key=len, default=None)
+        return None if best is None else self._template_servers[best]
+
+    async def read_resource(self, conn: Connection, uri: str) -> types.ReadResourceResult:
+        """Check ``<server>__resources/read`` with the URI as a ``uri`` resource, then read."""
+        server = self._resource_server(uri)
+        tool = f"{server}{SEPARATOR}resources/read" if server else "resources/read"
+        action = self.action(conn, tool, {"uri": uri}, ActionKind.MCP_REQUEST)
+        action = msgspec.structs.replace(action, resources=(Resource("uri", uri),))
+        if server is None:
+            d = self.guard.refuse(action, UNKNOWN_TOOL_RULE, f"no server offers resource {uri!r}")
+            raise _rpc(RESOURCE_NOT_FOUND, f"Resource not found: {uri}", d)
+        decision = self.guard.check(action)
+        if not decision.allowed:
+            raise _rpc(FORBIDDEN, denied_text(decision), decision)
+        started = time.perf_counter_ns()
+        try:
+            result = await self.upstreams[server].request(
+                lambda c: c.read_resource(uri, cache_mode="bypass")
+            )
+        except (UpstreamUnavailable, MCPError) as exc:
+            self.guard.record_outcome(action, decision, started_ns=started, error=exc)
+            raise _upstream_error(exc, decision) from exc
+        dump = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+        keep = self.config.record_results == "content"
+        self.guard.record_outcome(
+            action,
+            decision,
+            started_ns=started,
+            result=dump,
+            content=dump if keep else None,
+            labels=self.catalog.server_labels(server),
+        )
+        return result
+
+    async def list_prompts(self, conn: Connection) -> list[types.Prompt]:
+        """Prompts (namespaced ``server__prompt``) of servers whose prompts/get could be allowed."""
+
+        async def fetch(u: Upstream) -> list[types.Prompt]:
+            return await _pages(
+                u, lambda c, cur: c.list_prompts(cursor=cur, cache_mode="bypass"), "prompts"
+            )
+
+        found = await self._gather(conn, "prompts/get", fetch)
+        return [p.model_copy(update={"name": f"{s}{SEPARATOR}{p.name}"}) for s, p in found]
+
+    async def get_prompt(
+        self, conn: Connection, name: str, arguments: dict[str, str] | None
+    ) -> types.GetPromptResult:
+        """Check ``<server>__prompts/get`` (prompt name and arguments as args), then get."""
+        server, sep, prompt = name.partition(SEPARATOR)
+        args: dict[str, Any] = {"name": prompt, "arguments": dict(arguments or {})}
+        action = self.action(conn, f"{server}{SEPARATOR}prompts/get", args, ActionKind.MCP_REQUEST)
+        if not sep or server not in self.upstreams:
+            d = self.guard.refuse(action, UNKNOWN_TOOL_RULE, f"no prompt {name!r} on any server")
+            raise _rpc(INVALID_PARAMS, f"Unknown prompt: {name}", d)
+        decision = self.guard.check(action)
+        if not decision.allowed:
+            raise _rpc(FORBIDDEN, denied_text(decision), decision)
+        started = time.perf_counter_ns()
+        try:
+            result = await self.upstreams[server].request(lambda c: c.get_prompt(prompt, arguments))
+        except (UpstreamUnavailable, MCPError) as exc:
+            self.guard.record_outcome(action, decision, started_ns=started, error=exc)
+            raise _upstream_error(exc, decision) from exc
+        self.guard.record_outcome(
+            action,
+            decision,
+            started_ns=started,
+            result=result.model_dump(mode="json", by_alias=True, exclude_none=True),
+            labels=self.catalog.server_labels(server),
+        )
+        return result
+
+
+async def _pages(
+    upstream: Upstream, page: Callable[[Client, str | None], Any], field: str
+) -> list[Any]:
+    async def fetch(client: Client) -> list[Any]:
+        items: list[Any] = []
+        cursor: str | None = None
+        for _ in range(1000):
+            result = await page(client, cursor)
+            items.extend(getattr(result, field))
+            cursor = result.next_cursor
+            if not cursor:
+                break
+        return items
+
+    return await upstream.request(fetch)
+
+
+def _upstream_error(exc: UpstreamUnavailable | MCPError, decision: Decision) -> GatewayError:
+    if isinstance(exc, UpstreamUnavailable):
+        code = REQUEST_TIMEOUT if exc.timeout else INTERNAL_ERROR
+        return GatewayError(code, str(exc), {"decision_id": decision.decision_id})
+    return GatewayError(exc.code, exc.message, exc.data if isinstance(exc.data, dict) else None)
+
+
+class _ToolError(Exception):
+    """A result with isError set, recorded as an error outcome."""
+
+
+def denied_text(decision: Decision) -> str:
+    """The readable reason a request did not go through, with the decision id."""
+    approval = APPROVAL_RULE in decision.rules
+    verb = "requires human approval, which was not given" if approval else "denied this call"
+    return f"Ringfence {verb}: {'; '.join(decision.reasons)} (decision {decision.decision_id})"
+
+
+def denied_result(decision: Decision) -> types.CallToolResult:
+    """What the client gets for a call that did not go through."""
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=denied_text(decision))],
+        is_error=True,
+        _meta={
+            META_KEY: {
+                "decision_id": decision.decision_id,
+                "effect": decision.effect.value if decision.effect is not Effect.ALLOW else "allow",
+                "rules": list(decision.rules),
+                "reasons": list(decision.reasons),
+            }
+        },
+    )
+
+
+def _rpc(code: int, message: str, decision: Decision) -> GatewayError:
+    return GatewayError(
+        code, message, {"decision_id": decision.decision_id, "rules": list(decision.rules)}
+    )
+
+
+def _check_schema(entry: ToolEntry, args: dict[str, Any]) -> str | None:
+    validate = entry.validator
+    if validate is None:
+        return None
+    try:
+        validate(args)
+    except ValueError as exc:
+        return str(exc)
+    except Exception as exc:  # a validator that blows up (recursion, …) refuses too
+        return f"arguments could not be checked against the tool's schema ({type(exc).__name__})"
+    return None
+
+
+async def _all_tools(upstream: Upstream, client: Client) -> list[types.Tool]:
+    tools: list[types.Tool] = []
+    cursor: str | None = None
+    for _ in range(1000):
+        page = await client.list_tools(cursor=cursor, cache_mode="bypass")
+        tools.extend(page.tools)
+        cursor = page.next_cursor
+        if not cursor:
+            return tools
+    raise UpstreamUnavailable(upstream.name, "listed more than 1000 pages of tools")

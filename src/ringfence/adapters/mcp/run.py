@@ -1,0 +1,89 @@
+"""Starting the gateway from a configuration file: the Guard, the Gateway, a transport.
+
+``open_gateway`` builds everything from a :class:`GatewayConfig` (the policy, the audit log in
+the data folder, the upstream definitions); ``serve`` runs it over stdio or Streamable HTTP
+until the client goes away or the process is told to stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+
+from ringfence.adapters.mcp.config import GatewayConfig
+from ringfence.adapters.mcp.gateway import Connection, Gateway
+from ringfence.adapters.mcp.server import bearer_identity, build_server
+from ringfence.runtime.embedded import open_guard
+
+__all__ = ["open_gateway", "serve_http", "serve_stdio"]
+
+log = logging.getLogger("ringfence.gateway")
+
+
+@asynccontextmanager
+async def open_gateway(config: GatewayConfig, *, errlog: Any = None) -> AsyncIterator[Gateway]:
+    """A running gateway: upstreams connected (or reported unavailable), audit log open."""
+    guard = open_guard(
+        config.path(config.policy),
+        data_dir=config.path(config.data_dir),
+        durability=config.durability,
+        agent=config.identity.agent,
+    )
+    try:
+        gateway = Gateway(config, guard, errlog=errlog or sys.stderr)
+        async with anyio.create_task_group() as tg:
+            await tg.start(gateway.run)
+            try:
+                yield gateway
+            finally:
+                gateway.stop()
+    finally:
+        guard.close()
+
+
+async def serve_stdio(config: GatewayConfig) -> None:
+    """Serve one MCP client on stdin/stdout."""
+    from mcp.server.stdio import stdio_server
+
+    async with open_gateway(config) as gateway:
+        conn = Connection(config.identity)
+        log.info("gateway ready on stdio; session %s", conn.session)
+        server = build_server(gateway, conn)
+        async with stdio_server() as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+
+
+async def serve_http(config: GatewayConfig, *, ready: anyio.Event | None = None) -> None:
+    """Serve MCP clients over Streamable HTTP at the configured host, port and path."""
+    import uvicorn
+
+    listen = config.listen
+    assert listen is not None
+    async with open_gateway(config) as gateway:
+        server = build_server(gateway)
+        app = server.streamable_http_app(
+            streamable_http_path=listen.path,
+            host=listen.host,
+            max_request_body_size=config.max_message_bytes,
+        )
+        uv = uvicorn.Server(
+            uvicorn.Config(
+                bearer_identity(config, app),
+                host=listen.host,
+                port=listen.port,
+                log_level="warning",
+                lifespan="on",
+            )
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(uv.serve)
+            while not uv.started:
+                await anyio.sleep(0.01)
+            log.info("gateway ready on http://%s:%d%s", listen.host, listen.port, listen.path)
+            if ready is not None:
+                ready.set()

@@ -1,0 +1,209 @@
+"""One upstream MCP server behind the gateway: connect, supervise, restart, call with timeouts.
+
+The connection is the official SDK's :class:`mcp.Client` (stdio child process or Streamable
+HTTP; both protocol eras).  A supervisor task owns it: anyio context managers must be left in
+the task that entered them.  When a call finds the connection closed (the child crashed, the
+HTTP server went away) the supervisor reconnects with backoff, if the server's ``restart``
+setting allows; callers meanwhile get :class:`UpstreamUnavailable` with a readable reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TextIO, TypeVar
+
+import anyio
+import mcp_types as types
+from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+from ringfence.adapters.mcp.config import ServerConfig
+
+__all__ = ["Upstream", "UpstreamUnavailable"]
+
+log = logging.getLogger("ringfence.gateway")
+T = TypeVar("T")
+CONNECTION_CLOSED = -32000
+REQUEST_TIMEOUT = -32001
+MAX_PAGES = 1000
+
+
+class UpstreamUnavailable(Exception):
+    """The server cannot take requests now (not connected, crashed, restarting, timed out)."""
+
+    def __init__(self, server: str, reason: str, *, timeout: bool = False) -> None:
+        super().__init__(f"MCP server {server!r} {reason}")
+        self.server = server
+        self.reason = reason
+        self.timeout = timeout
+
+
+class Upstream:
+    """A supervised connection to one configured server."""
+
+    def __init__(
+        self,
+        name: str,
+        config: ServerConfig,
+        *,
+        base: str = "",
+        on_connect: Callable[[Upstream, Client], Awaitable[None]] | None = None,
+        on_tools_changed: Callable[[Upstream], Awaitable[None]] | None = None,
+        errlog: TextIO | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.base = base
+        self.client: Client | None = None
+        self.status = "starting"  # starting | connected | restarting | unavailable | stopped
+        self.last_error: str | None = None
+        self.restarts = 0
+        self._on_connect = on_connect
+        self._on_tools_changed = on_tools_changed
+        self._errlog = errlog or sys.stderr
+        self._broken = anyio.Event()
+        self._stopped = False
+
+    # -- the supervisor ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect and keep connected until :meth:`stop`; run in the gateway's task group."""
+        backoff = 0.2
+        while not self._stopped:
+            started = time.monotonic()
+            # The connect timeout covers connecting and the first listing only: the scope's
+            # deadline is lifted once the server is ready (anyio scopes cannot be re-entered,
+            # and the Client must be left in the task that entered it).
+            deadline = anyio.current_time() + self.config.connect_timeout
+            try:
+                with anyio.CancelScope(deadline=deadline) as scope:
+                    async with self._client() as client:
+                        self._broken = anyio.Event()
+                        if self._on_connect is not None:
+                            await self._on_connect(self, client)
+                        scope.deadline = math.inf
+                        self.client = client
+                        self.status = "connected"
+                        self.last_error = None
+                        log.info("MCP server %r connected (%s)", self.name, client.protocol_version)
+                        await self._broken.wait()
+                if scope.cancelled_caught:
+                    self.last_error = "did not connect in time"
+                    log.warning("MCP server %r: %s", self.name, self.last_error)
+            except Exception as exc:  # any failure to connect is reported, then retried
+                self.last_error = _describe(exc)
+                log.warning("MCP server %r: %s", self.name, self.last_error)
+            finally:
+                self.client = None
+            if self._stopped:
+                break
+            if not self.config.restart:
+                self.status = "unavailable"
+                return
+            self.status = "restarting"
+            self.restarts += 1
+            if time.monotonic() - started > 30:
+                backoff = 0.2  # it ran for a while: a fresh failure, not a crash loop
+            await anyio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+        self.status = "stopped"
+
+    def _client(self) -> Client:
+        return Client(
+            self._transport(),
+            cache=None,  # every listing is fetched, so a changed tool is always seen
+            read_timeout_seconds=self.config.timeout,
+            message_handler=self._message,
+            mode="auto",
+        )
+
+    def _transport(self) -> Any:
+        c = self.config
+        if c.command is not None:
+            env = dict(os.environ) if c.inherit_env else {}
+            env.update(c.env)
+            cwd = os.path.join(self.base, c.cwd) if c.cwd else None
+            params = StdioServerParameters(command=c.command, args=list(c.args), env=env, cwd=cwd)
+            return stdio_client(params, errlog=self._errlog)
+        assert c.url is not None
+        http = create_mcp_http_client(headers=dict(c.headers))
+        return streamable_http_client(c.url, http_client=http)
+
+    async def _message(self, message: Any) -> None:
+        if isinstance(message, Exception):
+            log.warning("MCP server %r sent something unreadable: %s", self.name, message)
+            return
+        root = getattr(message, "root", message)
+        if isinstance(root, types.ToolListChangedNotification) and self._on_tools_changed:
+            await self._on_tools_changed(self)
+
+    def stop(self) -> None:
+        """Disconnect for good (the supervisor leaves its loop)."""
+        self._stopped = True
+        self._broken.set()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def connected(self) -> Client:
+        """The live client, waiting up to the connect timeout for a (re)connection."""
+        deadline = time.monotonic() + self.config.connect_timeout
+        while self.client is None:
+            if self.status in ("unavailable", "stopped") or time.monotonic() > deadline:
+                why = f": {self.last_error}" if self.last_error else ""
+                raise UpstreamUnavailable(self.name, f"is unavailable{why}")
+            await anyio.sleep(0.02)
+        return self.client
+
+    async def request(self, call: Callable[[Client], Awaitable[T]]) -> T:
+        """Run ``call`` on the client; a closed connection or a timeout is UpstreamUnavailable."""
+        client = await self.connected()
+        try:
+            return await call(client)
+        except MCPError as exc:
+            if exc.code == CONNECTION_CLOSED:
+                self._broken.set()  # the supervisor reconnects
+                raise UpstreamUnavailable(
+                    self.name,
+                    "closed the connection (crashed?); it is being restarted"
+                    if self.config.restart
+                    else "closed the connection (crashed?)",
+                ) from exc
+            if exc.code == REQUEST_TIMEOUT:
+                raise UpstreamUnavailable(
+                    self.name, f"did not answer within {self.config.timeout:g} s", timeout=True
+                ) from exc
+            raise
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as exc:
+            self._broken.set()
+            raise UpstreamUnavailable(self.name, f"connection failed: {exc}") from exc
+
+    async def list_tools(self) -> list[types.Tool]:
+        """Every tool, across all pages."""
+
+        async def fetch(client: Client) -> list[types.Tool]:
+            tools: list[types.Tool] = []
+            cursor: str | None = None
+            for _ in range(MAX_PAGES):
+                page = await client.list_tools(cursor=cursor, cache_mode="bypass")
+                tools.extend(page.tools)
+                cursor = page.next_cursor
+                if not cursor:
+                    return tools
+            raise UpstreamUnavailable(self.name, f"listed more than {MAX_PAGES} pages of tools")
+
+        return await self.request(fetch)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "did not connect in time"
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
