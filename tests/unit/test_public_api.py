@@ -75,5 +75,20 @@ def test_readme_example_runs(tmp_path: Path, monkeypatch) -> None:  # type: igno
 def test_readme_policy_is_the_example_file() -> None:
     root = Path(__file__).parents[2]
     readme = (root / "README.md").read_text()
-    block = re.findall(r"```yaml\n(.*?)```", readme, re.S)[0]
-    assert block == (root / "examples" / "policy.yaml").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    policy = [b for b in blocks if b.startswith("version: 1")]
+    assert policy == [(root / "examples" / "policy.yaml").read_text()]
+
+
+def test_readme_gateway_config_is_the_example_file_and_loads() -> None:
+    from ringfence.adapters.mcp.config import load_config
+
+    root = Path(__file__).parents[2]
+    readme = (root / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    gateway = [b for b in blocks if b.startswith("# gateway.yaml")]
+    assert gateway == [(root / "examples" / "gateway.yaml").read_text()]
+    config = load_config(root / "examples" / "gateway.yaml")
+    assert config.path(config.policy) == root / "examples" / "policy.yaml"
+    assert sorted(config.servers) == ["files", "web"]
+    assert config.servers["files"].trusted and not config.servers["web"].trusted

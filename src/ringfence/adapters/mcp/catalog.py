@@ -62,6 +62,7 @@ class Catalog:
         self._now = now
         self._record = record
         self._lock = threading.Lock()
+        config.pins_path.parent.mkdir(parents=True, exist_ok=True)
         self.pins: PinSet = load_pins(config.pins_path, missing_ok=True)
         self.findings: dict[str, tuple[Finding, ...]] = {}
         self._entries: dict[str, ToolEntry] = {}

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -48,6 +48,7 @@ SEPARATOR = "__"
 
 Not a dot: several clients only accept ``[A-Za-z0-9_-]`` in tool names."""
 
+T = TypeVar("T")
 _SERVER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 _LABEL = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
 
@@ -164,12 +165,41 @@ def config_from_text(
         raise ConfigError("the configuration must be a mapping", source=source, line=1)
     if "__base__" in doc.value:
         raise doc_error(doc, ("__base__",), "unknown key")
-    try:
-        config = msgspec.convert({**doc.value, "__base__": base}, GatewayConfig)
-    except msgspec.ValidationError as exc:
-        raise _located(doc, str(exc)) from None
+    raw = dict(doc.value)
+    # Maps of structs are converted entry by entry: msgspec reports a map key as "[...]",
+    # and the error must name the server (or tool, or token) and its line.
+    servers = raw.get("servers")
+    if isinstance(servers, dict):
+        raw["servers"] = {
+            name: _server(doc, value, ("servers", name)) for name, value in servers.items()
+        }
+    listen = raw.get("listen")
+    if isinstance(listen, dict) and isinstance(listen.get("tokens"), dict):
+        tokens = {
+            key: _convert(doc, value, Identity, ("listen", "tokens", key))
+            for key, value in listen["tokens"].items()
+        }
+        raw["listen"] = {**listen, "tokens": tokens}
+    config = _convert(doc, {**raw, "__base__": base}, GatewayConfig, ())
     _check(doc, config)
     return config
+
+
+def _server(doc: yamlsrc.Located, value: Any, at: yamlsrc.Path) -> Any:
+    if isinstance(value, dict) and isinstance(value.get("tools"), dict):
+        tools = {
+            name: _convert(doc, tool, ToolConfig, (*at, "tools", name))
+            for name, tool in value["tools"].items()
+        }
+        value = {**value, "tools": tools}
+    return _convert(doc, value, ServerConfig, at)
+
+
+def _convert(doc: yamlsrc.Located, value: Any, kind: type[T], at: yamlsrc.Path) -> T:
+    try:
+        return msgspec.convert(value, kind)
+    except msgspec.ValidationError as exc:
+        raise _located(doc, str(exc), at) from None
 
 
 def doc_error(doc: yamlsrc.Located, path: yamlsrc.Path, message: str) -> ConfigError:
@@ -183,14 +213,18 @@ _AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 
 
-def _located(doc: yamlsrc.Located, text: str) -> ConfigError:
-    """Turn msgspec's "Expected `int`, got `str` - at `$.servers.x.timeout`" into file:line."""
+def _located(doc: yamlsrc.Located, text: str, at: yamlsrc.Path) -> ConfigError:
+    """Turn msgspec's "Expected `int`, got `str` - at `$.x.timeout`" into file:line: field."""
     m = _AT.match(text)
     assert m is not None
-    path: list[str | int] = []
+    path: list[str | int] = list(at)
     for key, index in _PART.findall(m["path"] or ""):
         path.append(int(index) if index else key)
-    message = m["message"].replace("Object contains unknown field", "unknown key")
+    message = m["message"]
+    unknown = re.match(r"Object contains unknown field `(.+)`$", message)
+    if unknown:
+        path.append(unknown[1])
+        message = "unknown key"
     return doc_error(doc, tuple(path), message)
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -86,7 +86,9 @@ class Gateway:
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         errlog: Any = None,
+        transports: Mapping[str, Callable[[], Any]] | None = None,
     ) -> None:
+        """``transports`` replaces how a server is reached (a test connects in-process)."""
         self.config = config
         self.guard = guard
         self.catalog = Catalog(config, now=now, record=self._audit)
@@ -98,6 +100,7 @@ class Gateway:
                 on_connect=self._connected,
                 on_tools_changed=self._tools_changed,
                 errlog=errlog,
+                transport=(transports or {}).get(name),
             )
             for name, server in config.servers.items()
         }

@@ -57,8 +57,10 @@ class Upstream:
         on_connect: Callable[[Upstream, Client], Awaitable[None]] | None = None,
         on_tools_changed: Callable[[Upstream], Awaitable[None]] | None = None,
         errlog: TextIO | None = None,
+        transport: Callable[[], Any] | None = None,
     ) -> None:
         self.name = name
+        self._make_transport = transport
         self.config = config
         self.base = base
         self.client: Client | None = None
@@ -125,6 +127,8 @@ class Upstream:
         )
 
     def _transport(self) -> Any:
+        if self._make_transport is not None:  # tests: an in-process server
+            return self._make_transport()
         c = self.config
         if c.command is not None:
             env = dict(os.environ) if c.inherit_env else {}
