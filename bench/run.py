@@ -5,6 +5,7 @@
 Peers run in their own venv (.venv-bench, made by bench/setup-peers.sh) through
 bench/peers/run_peer.py, on the same workload (bench/workload.py) and the same harness.
 Figures are medians and p99 in microseconds; "ratio" is the peer's p50 over Ringfence's.
+The last section is the MCP gateway's added latency per tools/call (bench/gateway.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import gateway  # noqa: E402
 import ours  # noqa: E402
 
 PEER_PY = HERE.parent / ".venv-bench" / "bin" / "python"
@@ -145,6 +147,19 @@ def main() -> None:
     imp = ours.import_time()
     results["import"] = imp
     console.print("import: " + ", ".join(f"{k} {v:.1f}" for k, v in imp.items()))
+
+    try:
+        gw = gateway.gateway_latency(300 if opts.quick else 2_000, 50 if opts.quick else 200)
+        gw["in_process"] = gateway.in_process(2_000 if opts.quick else 10_000)
+    except ImportError as exc:  # the gateway needs the 'mcp' extra
+        results["gateway"] = f"not run: {exc}"
+        console.print(f"MCP gateway: not run ({exc})")
+    else:
+        results["gateway"] = gw
+        console.print(gateway.table(gw))
+        for line in gateway.audit_lines(gw):
+            console.print(line)
+        console.print(gateway.in_process_line(gw["in_process"]))
     opts.json.parent.mkdir(parents=True, exist_ok=True)
     opts.json.write_text(json.dumps(results, indent=2, default=str))
     console.print(f"written to {opts.json}")

@@ -56,6 +56,8 @@ QUARANTINE_RULE = "ringfence:quarantine"
 UPSTREAM_SCHEMA_RULE = "ringfence:upstream-schema"
 INPUT_RULE = "ringfence:input"
 META_KEY = "io.ringfence/decision"
+_SDK_META = "io.modelcontextprotocol/"
+_json_bytes = msgspec.json.Encoder().encode
 
 
 class GatewayError(Exception):
@@ -248,7 +250,11 @@ class Gateway:
         args: dict[str, Any] | None,
         progress: Progress | None = None,
     ) -> types.CallToolResult:
-        """Check, forward if allowed, record the outcome; see the module docstring."""
+        """Check, forward if allowed, record the outcome; see the module docstring.
+
+        ``progress`` relays the upstream's progress notifications; pass it only when the
+        client asked for progress (the upstream then gets a progress token too).
+        """
         args = {} if args is None else args
         entry, action, decision = self.admit(conn, name, args)
         if not decision.allowed and self.guard.enforcement == "enforce":
@@ -259,17 +265,10 @@ class Gateway:
             result = await upstream.request(
                 lambda c: c.call_tool(entry.tool.name, args, progress_callback=progress)
             )
-        except UpstreamUnavailable as exc:
+        except (UpstreamUnavailable, MCPError) as exc:
             self.guard.record_outcome(action, decision, started_ns=started, error=exc)
-            code = REQUEST_TIMEOUT if exc.timeout else INTERNAL_ERROR
-            raise GatewayError(code, str(exc), {"decision_id": decision.decision_id}) from exc
-        except MCPError as exc:
-            self.guard.record_outcome(action, decision, started_ns=started, error=exc)
-            raise GatewayError(
-                exc.code, exc.message, exc.data if isinstance(exc.data, dict) else None
-            ) from exc
-        self._record(entry, action, decision, started, result)
-        return result
+            raise _upstream_error(exc, decision) from exc
+        return self._record(entry, action, decision, started, result)
 
     def _record(
         self,
@@ -278,8 +277,27 @@ class Gateway:
         decision: Decision,
         started: int,
         result: types.CallToolResult,
-    ) -> None:
+    ) -> types.CallToolResult:
+        """Record the outcome; the result for the client (oversized results replaced)."""
+        meta = result.meta
+        if meta and any(k.startswith(_SDK_META) for k in meta):
+            # The upstream's own protocol metadata (its serverInfo, …) is not the client's
+            # business: the client talks to the gateway.
+            kept = {k: v for k, v in meta.items() if not k.startswith(_SDK_META)}
+            result = result.model_copy(update={"meta": kept or None})
         dump = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+        size = len(_json_bytes(dump))
+        if size > self.config.max_result_bytes:
+            limit = self.config.max_result_bytes
+            error = ValueError(f"result of {size} bytes is larger than max_result_bytes ({limit})")
+            self.guard.record_outcome(action, decision, started_ns=started, error=error)
+            return types.CallToolResult(
+                content=[
+                    types.TextContent(type="text", text=f"Ringfence withheld the result: {error}")
+                ],
+                is_error=True,
+                _meta={META_KEY: {"decision_id": decision.decision_id, "effect": "allow"}},
+            )
         keep = (entry.config.record_results if entry.config else None) or self.config.record_results
         self.guard.record_outcome(
             action,
@@ -290,6 +308,7 @@ class Gateway:
             content=dump if keep == "content" else None,
             labels=entry.labels,
         )
+        return result
 
     # -- resources and prompts -----------------------------------------------------------------
 

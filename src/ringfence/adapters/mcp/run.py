@@ -7,17 +7,21 @@ until the client goes away or the process is told to stop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import uvicorn
 
 from ringfence.adapters.mcp.config import GatewayConfig
 from ringfence.adapters.mcp.gateway import Connection, Gateway
 from ringfence.adapters.mcp.server import bearer_identity, build_server
+from ringfence.adapters.mcp.stdio import wire_stdio
 from ringfence.runtime.embedded import open_guard
 
 __all__ = ["open_gateway", "serve_http", "serve_stdio"]
@@ -46,22 +50,38 @@ async def open_gateway(config: GatewayConfig, *, errlog: Any = None) -> AsyncIte
         guard.close()
 
 
-async def serve_stdio(config: GatewayConfig) -> None:
-    """Serve one MCP client on stdin/stdout."""
-    from mcp.server.stdio import stdio_server
+async def _until_signalled(scope: anyio.CancelScope) -> None:
+    """Cancel ``scope`` on SIGTERM or SIGINT, so the audit log is sealed and children stopped."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("gateway: %s received, shutting down", signal.Signals(signum).name)
+            scope.cancel()
+            return
 
+
+async def serve_stdio(config: GatewayConfig) -> None:
+    """Serve one MCP client on stdin/stdout until it closes them (or a signal arrives)."""
     async with open_gateway(config) as gateway:
         conn = Connection(config.identity)
         log.info("gateway ready on stdio; session %s", conn.session)
         server = build_server(gateway, conn)
-        async with stdio_server() as (read, write):
-            await server.run(read, write, server.create_initialization_options())
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_until_signalled, tg.cancel_scope)
+            async with wire_stdio(config.max_message_bytes) as (read, write):
+                await server.run(read, write, server.create_initialization_options())
+            tg.cancel_scope.cancel()
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the gateway's shuts down in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 async def serve_http(config: GatewayConfig, *, ready: anyio.Event | None = None) -> None:
     """Serve MCP clients over Streamable HTTP at the configured host, port and path."""
-    import uvicorn
-
     listen = config.listen
     assert listen is not None
     async with open_gateway(config) as gateway:
@@ -71,7 +91,7 @@ async def serve_http(config: GatewayConfig, *, ready: anyio.Event | None = None)
             host=listen.host,
             max_request_body_size=config.max_message_bytes,
         )
-        uv = uvicorn.Server(
+        uv = _Uvicorn(
             uvicorn.Config(
                 bearer_identity(config, app),
                 host=listen.host,
@@ -81,6 +101,14 @@ async def serve_http(config: GatewayConfig, *, ready: anyio.Event | None = None)
             )
         )
         async with anyio.create_task_group() as tg:
+            stop = anyio.CancelScope()
+
+            async def watch() -> None:
+                with stop:
+                    await _until_signalled(stop)
+                uv.should_exit = True
+
+            tg.start_soon(watch)
             tg.start_soon(uv.serve)
             while not uv.started:
                 await anyio.sleep(0.01)

@@ -66,8 +66,11 @@ def build_server(gateway: Gateway, stdio_connection: Connection | None = None) -
         async def relay(progress: float, total: float | None, message: str | None) -> None:
             await ctx.session.report_progress(progress, total, message)
 
+        wants_progress = bool(ctx.meta and ctx.meta.get("progress_token") is not None)
         try:
-            return await gateway.call_tool(connection(ctx), params.name, params.arguments, relay)
+            return await gateway.call_tool(
+                connection(ctx), params.name, params.arguments, relay if wants_progress else None
+            )
         except GatewayError as exc:
             raise MCPError(exc.code, exc.message, exc.data) from None
 

@@ -24,6 +24,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
+from ringfence import __version__
 from ringfence.adapters.mcp.config import ServerConfig
 
 __all__ = ["Upstream", "UpstreamUnavailable"]
@@ -124,6 +125,7 @@ class Upstream:
             read_timeout_seconds=self.config.timeout,
             message_handler=self._message,
             mode="auto",
+            client_info=types.Implementation(name="ringfence-gateway", version=__version__),
         )
 
     def _transport(self) -> Any:
@@ -168,11 +170,12 @@ class Upstream:
     async def request(self, call: Callable[[Client], Awaitable[T]]) -> T:
         """Run ``call`` on the client; a closed connection or a timeout is UpstreamUnavailable."""
         client = await self.connected()
+        broken = self._broken  # this connection's: a late failure must not end the next one
         try:
             return await call(client)
         except MCPError as exc:
             if exc.code == CONNECTION_CLOSED:
-                self._broken.set()  # the supervisor reconnects
+                self._lost(client, broken)  # the supervisor reconnects
                 raise UpstreamUnavailable(
                     self.name,
                     "closed the connection (crashed?); it is being restarted"
@@ -185,8 +188,19 @@ class Upstream:
                 ) from exc
             raise
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as exc:
-            self._broken.set()
+            self._lost(client, broken)
             raise UpstreamUnavailable(self.name, f"connection failed: {exc}") from exc
+
+    def _lost(self, client: Client, broken: anyio.Event) -> None:
+        """``client``'s connection failed: stop handing it out at once and wake the supervisor.
+
+        Until the supervisor has left the old connection, :meth:`connected` would otherwise
+        keep returning the dead client, failing the calls that follow a crash.
+        """
+        if self.client is client:
+            self.client = None
+            self.status = "restarting" if self.config.restart else "unavailable"
+        broken.set()
 
     async def list_tools(self) -> list[types.Tool]:
         """Every tool, across all pages."""
