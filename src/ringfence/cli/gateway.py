@@ -90,7 +90,7 @@ def approve(config_path: str, server: str, tool: str | None, digest: str | None)
     pins = approve_pin(pins, server, tool, digest, datetime.now(UTC))
     save_pins(config.pins_path, pins)
     what = f"tool {tool!r}" if tool else "instructions"
-    click.echo(f"approved {what} of server {server!r}; a running gateway picks this up on restart")
+    click.echo(f"approved {what} of server {server!r}; a running gateway uses it on the next call")
 
 
 @click.command()

@@ -41,6 +41,9 @@ RECORD = 1
 CHECKPOINT = 2
 _HEAD = struct.Struct("<BQI")
 _CRC = struct.Struct("<I")
+_pack_head = _HEAD.pack
+_pack_crc = _CRC.pack
+_crc32 = zlib.crc32
 MAX_FRAME = 64 << 20
 
 
@@ -92,16 +95,14 @@ class JournalFile:
 
     def write(self, kind: int, seq: int, payload: bytes) -> int:
         """Append one frame; its size.  Raises OSError (plain writes only)."""
-        head = _HEAD.pack(kind, seq, len(payload))
-        crc = _CRC.pack(zlib.crc32(payload, zlib.crc32(head)))
+        n = len(payload)
+        head = _pack_head(kind, seq, n)
+        crc = _pack_crc(_crc32(payload, _crc32(head)))
         pos = self.used
-        body = pos + _HEAD.size
-        end = body + len(payload) + _CRC.size
+        end = pos + 17 + n  # head 13 + payload + crc 4
         m = self._map
         if m is not None and end <= self._capacity:
-            m[pos:body] = head
-            m[body : end - _CRC.size] = payload
-            m[end - _CRC.size : end] = crc
+            m[pos:end] = b"".join((head, payload, crc))  # one copy into the map
         else:
             write_parts(self.fd, (head, payload, crc), pos)
         self.used = end

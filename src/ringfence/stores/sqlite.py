@@ -102,6 +102,7 @@ class SQLiteAuditStore:
         self.path = Path(directory)
         self.readonly = readonly
         self.durability = durability
+        self._fsync = durability == "fsync"
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._sync_lock = threading.Lock()
@@ -256,14 +257,9 @@ class SQLiteAuditStore:
 
     def _write(self, kind: int, seq: int, payload: bytes) -> None:
         with self._lock:
-            if self._closed or self.readonly:
-                raise AuditError("audit store is closed" if self._closed else "store is read-only")
-            if self._failure is not None:
-                raise AuditError(
-                    f"audit journal failed earlier ({self._failure}); reopen the store to recover"
-                )
             journal = self._journal
-            assert journal is not None
+            if self._closed or self.readonly or self._failure is not None or journal is None:
+                raise self._refusal()
             try:
                 journal.write(kind, seq, payload)
             except OSError as exc:
@@ -271,18 +267,18 @@ class SQLiteAuditStore:
                 # unreadable on recovery, so nothing more is written by this store.
                 self._failure = f"write: {exc}"
                 raise AuditError(f"cannot write the audit journal: {exc}") from exc
-            self._written += 1
-            ticket = self._written
+            self._written = ticket = self._written + 1
             if kind == RECORD:
                 self._last_record = seq
             if not self._from_files:
-                self._pending.append((kind, seq, payload))
-                due = len(self._pending) >= FLUSH_BATCH
+                pending = self._pending
+                pending.append((kind, seq, payload))
+                due = len(pending) >= FLUSH_BATCH
             else:
                 due = False
                 if journal.used >= ROTATE_BYTES:
                     self._rotate()
-        if self.durability == "fsync":
+        if self._fsync:
             self._sync(ticket)
         if due:
             # Moved into SQLite by the writing thread itself, in one batch: a background
@@ -294,6 +290,15 @@ class SQLiteAuditStore:
                 # would make the log writer hand the same seq to the next record.  The batch
                 # stays pending and is retried.
                 log.exception("audit store %s: moving records into SQLite failed", self.path)
+
+    def _refusal(self) -> AuditError:
+        if self._closed:
+            return AuditError("audit store is closed")
+        if self.readonly:
+            return AuditError("store is read-only")
+        return AuditError(
+            f"audit journal failed earlier ({self._failure}); reopen the store to recover"
+        )
 
     def _sync(self, ticket: int) -> None:
         # Group commit: whoever holds the lock syncs everything written so far.

@@ -64,6 +64,7 @@ class Catalog:
         self._lock = threading.Lock()
         config.pins_path.parent.mkdir(parents=True, exist_ok=True)
         self.pins: PinSet = load_pins(config.pins_path, missing_ok=True)
+        self._stamp = self._pins_stamp()
         self.findings: dict[str, tuple[Finding, ...]] = {}
         self._entries: dict[str, ToolEntry] = {}
 
@@ -76,13 +77,39 @@ class Catalog:
         return self._entries.get(exposed)
 
     def refusal(self, entry: ToolEntry) -> str | None:
-        """Why calls to ``entry`` are refused now (quarantine), or None."""
-        return self.pins.refusal(entry.server, entry.tool.name)
+        """Why calls to ``entry`` are refused now (quarantine), or None.
+
+        A refusal is re-checked against the pin file when it changed on disk, so
+        ``ringfence gateway approve`` takes effect in a running gateway without a restart.
+        """
+        why = self.pins.refusal(entry.server, entry.tool.name)
+        if why is not None and self._reload():
+            why = self.pins.refusal(entry.server, entry.tool.name)
+        return why
+
+    def _pins_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.config.pins_path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def _reload(self) -> bool:
+        """Re-read the pin file if someone else changed it; whether it was re-read."""
+        stamp = self._pins_stamp()
+        if stamp == self._stamp:
+            return False
+        with self._lock:
+            self.pins = load_pins(self.config.pins_path, missing_ok=True)
+            self._stamp = stamp
+        log.info("pin file %s changed on disk; reloaded", self.config.pins_path)
+        return True
 
     def observe(self, server: str, tools: list[types.Tool], instructions: str | None) -> None:
         """Take a fresh listing of ``server``: reconcile pins, scan, rebuild its entries."""
         dumps = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]
         surface = ServerSurface.from_listing(server, dumps, instructions)
+        self._reload()  # approvals made while running are not overwritten
         with self._lock:
             pins, events = reconcile(self.pins, surface, self.config.pinning, self._now())
             others = {e.tool.name for e in self._entries.values() if e.server != server}
@@ -113,6 +140,7 @@ class Catalog:
             self.findings[server] = tuple(found)
             self.pins = pins
             save_pins(self.config.pins_path, pins)
+            self._stamp = self._pins_stamp()
             for name in [n for n, e in self._entries.items() if e.server == server]:
                 del self._entries[name]
             for tool in tools:
