@@ -30,6 +30,7 @@ __all__ = ["AuditLog"]
 
 log = logging.getLogger(__name__)
 _sha256 = hashlib.sha256
+_LEAF_PREFIX = hashlib.sha256(b"\x00")
 
 
 class AuditLog:
@@ -109,27 +110,26 @@ class AuditLog:
             if self._closed:
                 raise AuditError("audit log is closed")
             seq = self._size
-            if type(record) is dict:
-                record["seq"] = seq
-                record["prev"] = self._head.hex()
+            is_dict = type(record) is dict
+            if is_dict:
+                record["seq"] = seq  # type: ignore[index]
+                record["prev"] = self._head.hex()  # type: ignore[index]
             else:
                 record.seq = seq  # type: ignore[union-attr]
                 record.prev = self._head.hex()  # type: ignore[union-attr]
             try:
                 if checked:
-                    data = canonical(
-                        record if type(record) is dict else msgspec.to_builtins(record)
-                    )
+                    data = canonical(record if is_dict else msgspec.to_builtins(record))  # type: ignore[arg-type]
                 else:
-                    data = (
-                        encode_unchecked(record) if type(record) is dict else encode_record(record)
-                    )
+                    data = encode_unchecked(record) if is_dict else encode_record(record)
             except InputError as exc:
                 raise AuditError(f"record cannot be encoded: {exc.message}") from exc
             except (TypeError, ValueError, OverflowError) as exc:
                 raise AuditError(f"record cannot be encoded: {exc}") from exc
             self.store.append(seq, data)  # raises AuditError; nothing below runs then
-            leaf = _sha256(b"\x00" + data).digest()
+            h = _LEAF_PREFIX.copy()  # RFC 9162 leaf hash, without copying the record
+            h.update(data)
+            leaf = h.digest()
             # Folded into the tree in batches (at seal time): same hashes, off the hot path.
             self._unfolded.append(leaf)
             self._size = seq + 1

@@ -77,6 +77,9 @@ _CONTEXT: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar(
     "ringfence_context", default=None
 )
 _result_encoder = msgspec.json.Encoder(enc_hook=repr, order="sorted")
+_encode_result = _result_encoder.encode
+_sha256 = hashlib.sha256
+_perf_ns = time.perf_counter_ns
 
 
 class Guard:
@@ -390,6 +393,30 @@ class Guard:
         if labels and action.session is not None:
             self._add_labels(action.session, labels)
 
+    def _record_ok(self, action: Action, decision: Decision, started_ns: int, result: Any) -> None:
+        """record_outcome for a plain successful call: the wrappers' hot path (positional)."""
+        duration = _perf_ns() - started_ns
+        try:
+            data = _encode_result(result)
+        except Exception:
+            data = repr(result).encode("utf-8", "replace")
+        try:
+            self.audit.append(
+                outcome_record(
+                    decision.decision_id,
+                    action,
+                    self._clock(),
+                    "ok",
+                    duration,
+                    _sha256(data).hexdigest(),
+                    len(data),
+                    None,
+                ),
+                checked=False,
+            )
+        except AuditError:
+            log.exception("could not record the outcome of decision %s", decision.decision_id)
+
     @overload
     def protect(self, fn: F, /) -> F: ...
 
@@ -415,7 +442,7 @@ class Guard:
         def admit(a: tuple[Any, ...], kw: dict[str, Any]) -> tuple[Action, Decision]:
             action = guard.action(name, binder(*a, **kw), kind)
             decision = guard.check(action)
-            if guard._stops(decision):
+            if decision.effect is not Effect.ALLOW and guard._stops(decision):
                 raise DeniedError(decision)
             return action, decision
 
@@ -432,7 +459,7 @@ class Guard:
                 except BaseException as exc:
                     guard.record_outcome(action, decision, started_ns=t0, error=exc)
                     raise
-                guard.record_outcome(action, decision, started_ns=t0, result=result)
+                guard._record_ok(action, decision, t0, result)
                 return result
 
             return async_wrapper  # type: ignore[return-value]
@@ -440,13 +467,13 @@ class Guard:
         @functools.wraps(fn)
         def wrapper(*a: Any, **kw: Any) -> Any:
             action, decision = admit(a, kw)
-            t0 = time.perf_counter_ns()
+            t0 = _perf_ns()
             try:
                 result = fn(*a, **kw)
             except BaseException as exc:
                 guard.record_outcome(action, decision, started_ns=t0, error=exc)
                 raise
-            guard.record_outcome(action, decision, started_ns=t0, result=result)
+            guard._record_ok(action, decision, t0, result)
             return result
 
         return wrapper  # type: ignore[return-value]

@@ -247,15 +247,15 @@ class SQLiteAuditStore:
         """This log's id (a UUID chosen when the store was created)."""
         return self._log_id
 
-    def append(self, seq: int, data: bytes) -> None:
-        """Make record ``seq`` durable (see the durability setting) before returning."""
-        self._write(RECORD, seq, data)
-
     def append_checkpoint(self, checkpoint: Checkpoint, state: bytes) -> None:
         """Make a signed checkpoint durable, with the tree state to resume from it."""
-        self._write(CHECKPOINT, checkpoint.size, _pack_checkpoint(checkpoint, state))
+        self.append(checkpoint.size, _pack_checkpoint(checkpoint, state), CHECKPOINT)
 
-    def _write(self, kind: int, seq: int, payload: bytes) -> None:
+    def append(self, seq: int, payload: bytes, kind: int = RECORD) -> None:
+        """Make record ``seq`` durable (see the durability setting) before returning.
+
+        ``kind`` is for this store's own use (checkpoint frames go through here too).
+        """
         with self._lock:
             journal = self._journal
             if self._closed or self.readonly or self._failure is not None or journal is None:
@@ -312,7 +312,7 @@ class SQLiteAuditStore:
                 os.fdatasync(journal.fd)
             except OSError as exc:
                 # The frame is in the journal but its append failed, so the writer will hand
-                # its seq to the next record: no further record may follow it (see _write).
+                # its seq to the next record: no further record may follow it (see append).
                 self._failure = f"sync: {exc}"
                 raise AuditError(f"cannot sync the audit journal: {exc}") from exc
             self._synced = upto
@@ -438,7 +438,7 @@ class SQLiteAuditStore:
         for path in retired:
             path.unlink(missing_ok=True)
         if retired and self._use_helper and not self._closed:
-            with self._lock:  # from here on _write keeps no pending list and rotates itself
+            with self._lock:  # from here on append keeps no pending list and rotates itself
                 self._start_helper()
                 self._from_files = True
 

@@ -198,7 +198,6 @@ def decision_record(
 def outcome_record(
     decision_id: str,
     action: Action,
-    *,
     time_ns: int,
     status: str,
     duration_ns: int,
