@@ -75,6 +75,13 @@ def _redact_path(node: dict[str, Any], path: list[str]) -> dict[str, Any]:
     return copy
 
 
+class PolicyRef(msgspec.Struct, frozen=True, gc=False):
+    """Which policy decided: its name and version (a struct, not a dict: no key sort per record)."""
+
+    name: str
+    version: str
+
+
 class DecisionRecord(msgspec.Struct, gc=False):
     """A policy decision (see the module docstring).
 
@@ -93,7 +100,7 @@ class DecisionRecord(msgspec.Struct, gc=False):
     errors: tuple[str, ...]
     kind: str
     obligations: Obligations
-    policy: dict[str, str]
+    policy: PolicyRef
     prev: str
     reason: str | None
     reasons: tuple[str, ...]
@@ -175,7 +182,7 @@ def decision_record(
         decision.errors,
         action.kind,
         ob,
-        {"name": policy_name, "version": decision.policy_version},
+        PolicyRef(policy_name, decision.policy_version),
         "",
         reason,
         decision.reasons,
