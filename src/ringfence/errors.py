@@ -40,10 +40,8 @@ class RingfenceError(Exception):
         return {"code": self.code, "message": self.message}
 
 
-class PolicyError(RingfenceError):
-    """A policy file is malformed or inconsistent; names file, line and field."""
-
-    default_code = "policy.invalid"
+class _LocatedError(RingfenceError):
+    """An error about a file's content: names the file, line and field when known."""
 
     def __init__(
         self,
@@ -60,6 +58,12 @@ class PolicyError(RingfenceError):
         where = _where(source, line, field)
         super().__init__(f"{where}: {message}" if where else message, code=code)
         self.reason = message
+
+
+class PolicyError(_LocatedError):
+    """A policy file is malformed or inconsistent; names file, line and field."""
+
+    default_code = "policy.invalid"
 
 
 class InputError(RingfenceError):
@@ -95,27 +99,11 @@ class VerificationError(AuditError):
     default_code = "audit.verify.failed"
 
 
-class ConfigError(RingfenceError):
+class ConfigError(_LocatedError):
     """A configuration value, key file or option cannot be used; names file, line and field
     when it comes from a file."""
 
     default_code = "config.invalid"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        source: str | None = None,
-        line: int | None = None,
-        field: str | None = None,
-    ) -> None:
-        self.source = source
-        self.line = line
-        self.field = field
-        where = _where(source, line, field)
-        super().__init__(f"{where}: {message}" if where else message, code=code)
-        self.reason = message
 
 
 def _where(source: str | None, line: int | None, field: str | None) -> str:

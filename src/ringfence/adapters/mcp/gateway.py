@@ -24,10 +24,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import mcp_types as types
@@ -45,6 +45,7 @@ from ringfence.runtime.guard import APPROVAL_RULE, Guard
 __all__ = ["Connection", "Gateway", "GatewayError"]
 
 log = logging.getLogger("ringfence.gateway")
+R = TypeVar("R", types.ReadResourceResult, types.GetPromptResult)
 
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
@@ -383,14 +384,24 @@ class Gateway:
         if server is None:
             d = self.guard.refuse(action, UNKNOWN_TOOL_RULE, f"no server offers resource {uri!r}")
             raise _rpc(RESOURCE_NOT_FOUND, f"Resource not found: {uri}", d)
+        return await self._forward(
+            server, action, lambda c: c.read_resource(uri, cache_mode="bypass")
+        )
+
+    async def _forward(
+        self, server: str, action: Action, call: Callable[[Client], Awaitable[R]]
+    ) -> R:
+        """Check ``action``; if allowed, run ``call`` on ``server`` and record the outcome.
+
+        For requests that are not tool calls (resources/read, prompts/get): a refusal is a
+        JSON-RPC error ``-32003`` carrying the decision id.
+        """
         decision = self.guard.check(action)
         if not decision.allowed:
             raise _rpc(FORBIDDEN, denied_text(decision), decision)
         started = time.perf_counter_ns()
         try:
-            result = await self.upstreams[server].request(
-                lambda c: c.read_resource(uri, cache_mode="bypass")
-            )
+            result = await self.upstreams[server].request(call)
         except (UpstreamUnavailable, MCPError) as exc:
             self.guard.record_outcome(action, decision, started_ns=started, error=exc)
             raise _upstream_error(exc, decision) from exc
@@ -427,23 +438,7 @@ class Gateway:
         if not sep or server not in self.upstreams:
             d = self.guard.refuse(action, UNKNOWN_TOOL_RULE, f"no prompt {name!r} on any server")
             raise _rpc(INVALID_PARAMS, f"Unknown prompt: {name}", d)
-        decision = self.guard.check(action)
-        if not decision.allowed:
-            raise _rpc(FORBIDDEN, denied_text(decision), decision)
-        started = time.perf_counter_ns()
-        try:
-            result = await self.upstreams[server].request(lambda c: c.get_prompt(prompt, arguments))
-        except (UpstreamUnavailable, MCPError) as exc:
-            self.guard.record_outcome(action, decision, started_ns=started, error=exc)
-            raise _upstream_error(exc, decision) from exc
-        self.guard.record_outcome(
-            action,
-            decision,
-            started_ns=started,
-            result=result.model_dump(mode="json", by_alias=True, exclude_none=True),
-            labels=self.catalog.server_labels(server),
-        )
-        return result
+        return await self._forward(server, action, lambda c: c.get_prompt(prompt, arguments))
 
 
 async def _pages(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, TypeVar
 
 import mcp_types as types
 from mcp.server import Server, ServerRequestContext
@@ -24,6 +24,7 @@ from ringfence.adapters.mcp.gateway import Connection, Gateway, GatewayError
 __all__ = ["bearer_identity", "build_server"]
 
 log = logging.getLogger("ringfence.gateway")
+T = TypeVar("T")
 PAGE_SIZE = 200
 IDENTITY_KEY = "ringfence.identity"
 
@@ -77,13 +78,8 @@ def build_server(gateway: Gateway, stdio_connection: Connection | None = None) -
     async def list_resources(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
-        items = await gateway.list_resources(connection(ctx))
-        start = _cursor(params.cursor if params else None, len(items))
-        more = start + PAGE_SIZE < len(items)
-        return types.ListResourcesResult(
-            resources=items[start : start + PAGE_SIZE],
-            next_cursor=str(start + PAGE_SIZE) if more else None,
-        )
+        page, cursor = _page(await gateway.list_resources(connection(ctx)), params)
+        return types.ListResourcesResult(resources=page, next_cursor=cursor)
 
     async def list_resource_templates(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -102,13 +98,8 @@ def build_server(gateway: Gateway, stdio_connection: Connection | None = None) -
     async def list_prompts(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListPromptsResult:
-        items = await gateway.list_prompts(connection(ctx))
-        start = _cursor(params.cursor if params else None, len(items))
-        more = start + PAGE_SIZE < len(items)
-        return types.ListPromptsResult(
-            prompts=items[start : start + PAGE_SIZE],
-            next_cursor=str(start + PAGE_SIZE) if more else None,
-        )
+        page, cursor = _page(await gateway.list_prompts(connection(ctx)), params)
+        return types.ListPromptsResult(prompts=page, next_cursor=cursor)
 
     async def get_prompt(
         ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams
@@ -131,6 +122,15 @@ def build_server(gateway: Gateway, stdio_connection: Connection | None = None) -
         on_list_prompts=list_prompts,
         on_get_prompt=get_prompt,
     )
+
+
+def _page(
+    items: list[T], params: types.PaginatedRequestParams | None
+) -> tuple[list[T], str | None]:
+    """One page of a listing and the cursor of the next (an offset, opaque to clients)."""
+    start = _cursor(params.cursor if params else None, len(items))
+    more = start + PAGE_SIZE < len(items)
+    return items[start : start + PAGE_SIZE], str(start + PAGE_SIZE) if more else None
 
 
 def _cursor(cursor: str | None, total: int) -> int:
