@@ -69,6 +69,9 @@ class Action(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     time_ns: int = 0
     labels: frozenset[str] = frozenset()
     context: dict[str, Any] = msgspec.field(default_factory=dict)
+    # The session's state when the action is decided (a ringfence.core.flow.SessionView);
+    # set by the Guard, read by ``state.…`` fields and the ``provenance`` operator.
+    state: Any = None
 
 
 class Limits(msgspec.Struct, frozen=True):

@@ -23,13 +23,16 @@ class Effect(StrEnum):
 
 
 class Obligations(msgspec.Struct, frozen=True, gc=False):
-    """Duties that come with a decision: fields to redact in the audit record, session labels."""
+    """Duties that come with a decision: fields to redact in the audit record, session labels,
+    session counters to add to."""
 
-    labels: tuple[str, ...] = ()  # fields in code-point order: records encode them unsorted
+    # Fields in code-point order: records encode them unsorted.
+    counts: tuple[tuple[str, int], ...] = ()  # session counters an allow adds to
+    labels: tuple[str, ...] = ()
     redact: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.redact or self.labels)
+        return bool(self.redact or self.labels or self.counts)
 
 
 NO_OBLIGATIONS = Obligations()

@@ -19,9 +19,7 @@ import functools
 import hashlib
 import inspect
 import logging
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -37,7 +35,8 @@ from ringfence.errors import AuditError, DeniedError
 from ringfence.runtime.audit import AuditLog
 from ringfence.runtime.binding import make_binder
 from ringfence.runtime.ids import IdSource, new_id_source
-from ringfence.runtime.ports import ApprovalAnswer, Approver, Clock
+from ringfence.runtime.ports import ApprovalAnswer, Approver, Clock, SessionStore
+from ringfence.runtime.sessions import Sessions
 
 __all__ = ["CallContext", "Enforcement", "Guard"]
 
@@ -47,7 +46,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 AUDIT_RULE = "ringfence:audit"
 INTERNAL_RULE = "ringfence:internal"
 APPROVAL_RULE = "ringfence:approval"
-MAX_SESSIONS = 100_000
 _UNRECORDED = frozenset({AUDIT_RULE, INTERNAL_RULE})
 
 
@@ -98,6 +96,8 @@ class Guard:
         ids: IdSource | None = None,
         enforcement: Enforcement = Enforcement.ENFORCE,
         on_decision: Callable[[Action, Decision], None] | None = None,
+        sessions: SessionStore | None = None,
+        tripwires: bool = True,
     ) -> None:
         self.policy = policy
         self.on_decision = on_decision
@@ -108,8 +108,7 @@ class Guard:
         self._ids = ids or new_id_source()
         self._enforcement = Enforcement(enforcement)
         self._enforced = self._enforcement is Enforcement.ENFORCE
-        self._labels: OrderedDict[str, frozenset[str]] = OrderedDict()
-        self._labels_lock = threading.Lock()
+        self.sessions = Sessions(sessions, tripwires=tripwires)
         if not self._enforced:
             log.warning(
                 "UNSAFE audit-only mode: decisions are recorded but NOT enforced; "
@@ -148,13 +147,13 @@ class Guard:
             _CONTEXT.reset(token)
 
     def session_labels(self, session: str) -> frozenset[str]:
-        """Labels the session has gathered from obligations so far."""
-        return self._labels.get(session, frozenset())
+        """Labels the session has gathered so far (obligations, tool results, tripwires)."""
+        return self.sessions.state(session).labels
 
     def label_session(self, session: str, labels: tuple[str, ...]) -> None:
         """Add labels to a session (say, ``untrusted`` after a tool returned web content)."""
         if labels:
-            self._add_labels(session, labels)
+            self.sessions.add_labels(session, labels)
 
     def action(self, tool: str, args: dict[str, Any], kind: str = ActionKind.TOOL_CALL) -> Action:
         """An Action for ``tool`` with the current context and the Guard's clock."""
@@ -184,10 +183,8 @@ class Guard:
         """Decide ``action``, resolve approval, record the decision durably; never raises."""
         decision_id = self._ids()
         try:
-            if action.session is not None and self._labels:
-                labels = self._session_labels_touch(action.session)
-                if labels and not labels <= action.labels:
-                    action = msgspec.structs.replace(action, labels=action.labels | labels)
+            if action.session is not None:
+                action = self.sessions.prepare(action)
             decision, resources = self.policy.decide(action, decision_id)
             record = decision_record(
                 action,
@@ -208,8 +205,12 @@ class Guard:
             return self._refuse(decision_id, INTERNAL_RULE, "internal error while deciding")
         if decision.effect is Effect.REQUIRE_APPROVAL:
             decision = self._approve(action, decision)
-        if decision.effect is Effect.ALLOW and decision.obligations.labels and action.session:
-            self._add_labels(action.session, decision.obligations.labels)
+        if decision.effect is Effect.ALLOW and action.session is not None:
+            try:
+                self.sessions.allowed(action, decision)
+            except Exception:  # the session store failed: the action must not run uncounted
+                log.exception("session store failed for %s", decision.decision_id)
+                return self._refuse(decision.decision_id, INTERNAL_RULE, "session store failed")
         if self.on_decision is not None:
             try:
                 self.on_decision(action, decision)
@@ -310,22 +311,6 @@ class Guard:
             reasons=(*decision.reasons, reason),
         )
 
-    def _session_labels_touch(self, session: str) -> frozenset[str] | None:
-        # Reading a session counts as use, so an active session is never the one evicted.
-        labels = self._labels.get(session)
-        if labels is not None:
-            with self._labels_lock:
-                if session in self._labels:
-                    self._labels.move_to_end(session)
-        return labels
-
-    def _add_labels(self, session: str, labels: tuple[str, ...]) -> None:
-        with self._labels_lock:
-            self._labels[session] = self._labels.get(session, frozenset()) | frozenset(labels)
-            self._labels.move_to_end(session)
-            while len(self._labels) > MAX_SESSIONS:
-                self._labels.popitem(last=False)
-
     def authorize(self, action: Action) -> Decision:
         """:meth:`check`, raising DeniedError unless the action may run."""
         decision = self.check(action)
@@ -362,6 +347,17 @@ class Guard:
         are the session labels the result brought, recorded and added to the session.
         """
         duration = time.perf_counter_ns() - started_ns
+        session = action.session
+        if session is not None and error is None:
+            declared = self.policy.tools.get(action.tool)
+            if declared is not None and declared.labels:
+                labels = tuple(sorted({*labels, *declared.labels}))
+            try:
+                labels = self.sessions.observed(session, result, labels)
+            except Exception:
+                log.exception("session store failed observing %s", decision.decision_id)
+        elif session is not None and labels:
+            self.sessions.add_labels(session, labels)
         digest = size = None
         if error is None:
             try:
@@ -390,11 +386,12 @@ class Guard:
             # The action has already run and its decision is on record; the next check
             # against this log will be refused, so nothing further runs unrecorded.
             log.exception("could not record the outcome of decision %s", decision.decision_id)
-        if labels and action.session is not None:
-            self._add_labels(action.session, labels)
 
     def _record_ok(self, action: Action, decision: Decision, started_ns: int, result: Any) -> None:
         """record_outcome for a plain successful call: the wrappers' hot path (positional)."""
+        if action.session is not None:  # the result is observed into the session
+            self.record_outcome(action, decision, started_ns=started_ns, result=result)
+            return
         duration = _perf_ns() - started_ns
         try:
             data = _encode_result(result)

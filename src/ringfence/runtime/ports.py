@@ -8,8 +8,9 @@ from typing import Protocol, runtime_checkable
 from ringfence.core.action import Action
 from ringfence.core.audit.checkpoint import Checkpoint
 from ringfence.core.decision import Decision
+from ringfence.core.flow import SessionState
 
-__all__ = ["ApprovalAnswer", "Approver", "AuditStore", "Clock"]
+__all__ = ["ApprovalAnswer", "Approver", "AuditStore", "Clock", "SessionStore"]
 
 
 @runtime_checkable
@@ -62,3 +63,15 @@ class Approver(Protocol):
     """Answers require_approval decisions; may block until a human answers."""
 
     def __call__(self, action: Action, decision: Decision) -> ApprovalAnswer: ...
+
+
+class SessionStore(Protocol):
+    """Where session states live (labels, counters, provenance); see runtime/sessions.py."""
+
+    def load(self, session: str) -> SessionState | None:
+        """The state of ``session``, or None."""
+        ...
+
+    def save(self, session: str, state: SessionState) -> None:
+        """Store the new state of ``session``."""
+        ...

@@ -365,5 +365,5 @@ async def test_untrusted_results_label_the_session_for_later_decisions(tmp_path:
     assert [(o["tool"], o["labels"]) for o in outcomes] == [
         ("time__get_current_time", []),
         ("time__get_current_time", []),
-        ("mis__echo", ["untrusted"]),
+        ("mis__echo", ["injection", "untrusted"]),  # its text trips the injection tripwire
     ]

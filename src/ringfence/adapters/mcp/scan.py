@@ -12,6 +12,9 @@ every description, title, default and enum value inside the schemas, and every o
 (property names reach the model too).  Patterns are matched on a *folded* copy of each string
 (invisible characters removed, Unicode-tag characters decoded to the ASCII they smuggle, NFKC),
 so hiding a zero-width space inside "ignore previous instructions" does not hide the phrase.
+The detectors themselves (phrase families, hidden characters, folding, blobs, excerpts) live in
+the pure :mod:`ringfence.core.textscan`, shared with the tool-output tripwires; this module
+maps them to its codes and adds what is MCP-specific (tool names, sizes, the model view).
 Matching uses RE2 (linear time on attacker-written text) and :mod:`unicodedata`.
 
 The codes and their fixed severities are listed in :data:`CODES`.
@@ -19,19 +22,28 @@ The codes and their fixed severities are listed in :data:`CODES`.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import itertools
-import math
 import unicodedata
-from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
-from ringfence.adapters.mcp.surface import canonical_json, json_pointer, model_view, reveal
+from ringfence.adapters.mcp.surface import canonical_json, model_view
 from ringfence.core.policy.regex import compile_regex
+from ringfence.core.textscan import (
+    POISONING_PHRASES,
+    Hits,
+    Severity,
+    compile_phrases,
+    decode_tags,
+    describe_chars,
+    excerpt,
+    find_blobs,
+    find_phrases,
+    fold,
+    hidden_chars,
+    json_pointer,
+    reveal,
+)
 
 __all__ = [
     "CODES",
@@ -43,15 +55,6 @@ __all__ = [
     "scan_server",
     "scan_tool",
 ]
-
-
-class Severity(StrEnum):
-    """How strongly a finding suggests poisoning."""
-
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-
 
 _H, _M, _L = Severity.HIGH, Severity.MEDIUM, Severity.LOW
 CODES: Mapping[str, tuple[Severity, str]] = {
@@ -111,215 +114,53 @@ class ScanLimits:
 
 DEFAULT_LIMITS = ScanLimits()
 
-
-_WS = r"[\s\p{P}]*"  # lets "ignore  previous" and "do not -- mention" match too
-_PATTERNS: tuple[tuple[str, Any], ...] = tuple(
-    (code, compile_regex("(?im)" + pattern))
-    for code, pattern in (
-        (
-            "instruction.override",
-            r"\b(?:ignore|disregard|forget|override|bypass)\s+(?:(?:all|any|the|your|of)\s+)*"
-            r"(?:previous|prior|above|earlier|preceding|other|system|safety|original)\s+"
-            r"(?:instructions?|prompts?|rules?|guidelines?|directions?|messages?)"
-            r"|\byou\s+are\s+now\b|\bnew\s+instructions?\s*:",
-        ),
-        (
-            "instruction.concealment",
-            r"\b(?:do\s+not|don'?t|never|must\s+not|should\s+not)\s+(?:ever\s+)?"
-            r"(?:tell|inform|mention|reveal|disclose|notify|alert)\b"
-            r"|\bwithout\s+(?:telling|informing|notifying|alerting|asking)\s+(?:the\s+)?user"
-            r"|\b(?:hide|conceal|keep)\s+(?:this|it|that)\s+(?:secret\s+|hidden\s+)?from\s+the\s+user"
-            r"|\bthe\s+user\s+(?:must|should|will|need)\s+(?:not|never)\s+(?:know|see|notice)",
-        ),
-        (
-            "instruction.precondition",
-            r"\b(?:before|prior\s+to)\s+(?:using|calling|invoking|running|executing)\s+"
-            r"(?:this|the|any|other|these|all|each)(?:\s+other)?\s+(?:\w+\s+)?(?:tools?|functions?)\b",
-        ),
-        (
-            "instruction.coercion",
-            r"\b(?:otherwise|or\s+else)" + _WS + r"(?:the|this)\s+(?:tool|application|system|app)"
-            r"\s+(?:will|would)\s+(?:not\s+work|fail|crash|break)"
-            r"|\b(?:very\s+){2,}important\b",
-        ),
-        (
-            "instruction.tag",
-            r"</?\s*(?:important|system|instructions?|secret|hidden|admin|critical|urgent|"
-            r"override|system[_-]?prompt|assistant)\b[^>\n]{0,40}>"
-            r"|\[\s*/?(?:important|system|inst|instructions?)\s*[\]:]|<<\s*/?sys\s*>>|<!--",
-        ),
-        (
-            "instruction.role_marker",
-            r"<\|\s*(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id|"
-            r"end_header_id)\s*\|>|^[ \t]*(?:system|assistant|human)\s*:",
-        ),
-        (
-            "reference.secret_file",
-            r"~/\.ssh\b|\.ssh/|\bid_(?:rsa|dsa|ecdsa|ed25519)\b|\bauthorized_keys\b"
-            r"|/etc/(?:passwd|shadow|sudoers)\b|\.aws/(?:credentials|config)\b|\.netrc\b"
-            r"|\.npmrc\b|\.pypirc\b|\.git-credentials\b|\.docker/config\.json|\.kube/config\b"
-            r"|\bmcp\.json\b|claude_desktop_config\.json|~/\.cursor\b|\.cursor/|\.gnupg\b"
-            r"|\bwallet\.dat\b|\.(?:bash|zsh)_history\b|(?:^|[\s'\"`(/=:])\.env(?:\.[a-z]+)?\b",
-        ),
-        (
-            "reference.credential",
-            r"\b(?:credentials?|api[\s_-]?keys?|secret[\s_-]?keys?|private[\s_-]?keys?"
-            r"|access[\s_-]?tokens?|auth[\s_-]?tokens?|passwords?|passphrases?"
-            r"|(?:seed|recovery)\s+phrases?|session\s+cookies?)\b",
-        ),
-        ("text.padding", r"[ \t]{40,}|(?:[ \t]*\n){8,}"),
-    )
-)
-_BLOB = compile_regex(r"[A-Za-z0-9+/_-]{16,}={0,2}")
+_PATTERNS = compile_phrases(POISONING_PHRASES)
 _TOKEN = compile_regex(r"[A-Za-z0-9_./:-]+")
-
-# Invisible code points that Unicode does not put in category Cf.
-_INVISIBLE = frozenset({0x034F, 0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800, 0x180E})
-_BIDI = frozenset({0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)})
-
-
-def _char_code(ch: str, prev: str, nxt: str) -> str | None:
-    """The finding code for one hidden character, or None if it is ordinary."""
-    cp = ord(ch)
-    if cp < 0x80:
-        control = (cp < 0x20 and ch not in "\n\t\r") or cp == 0x7F
-        return "unicode.control" if control else None
-    cat = unicodedata.category(ch)
-    if 0xE0000 <= cp <= 0xE007F:
-        return "unicode.tag"
-    if cp in _BIDI:
-        return "unicode.bidi"
-    if 0xFE00 <= cp <= 0xFE0F or 0xE0100 <= cp <= 0xE01EF:
-        # VS15/VS16 after a symbol pick text or emoji style (the "⚠️" in a description).
-        emoji_style = cp in (0xFE0E, 0xFE0F) and unicodedata.category(prev or " ") == "So"
-        return None if emoji_style else "unicode.variation_selector"
-    if cp == 0x200D and {unicodedata.category(c or " ") for c in (prev, nxt)} == {"So"}:
-        return None  # a zero-width joiner inside an emoji sequence
-    if cat == "Cc":
-        return "unicode.control"
-    if cat == "Cf" or cp in _INVISIBLE:
-        return "unicode.invisible"
-    if cat in ("Co", "Cn"):
-        return "unicode.private_use"
-    return None
-
-
-def _fold(text: str) -> str:
-    """What pattern matching sees: tags decoded to ASCII, other invisible characters dropped."""
-    if text.isascii():
-        return text
-    out = []
-    for ch in text:
-        cp = ord(ch)
-        if 0xE0020 <= cp <= 0xE007E:
-            out.append(chr(cp - 0xE0000))
-        elif unicodedata.category(ch) != "Cf" and not (
-            0xFE00 <= cp <= 0xFE0F or 0xE0100 <= cp <= 0xE01EF or cp in _INVISIBLE
-        ):
-            out.append(ch)
-    return unicodedata.normalize("NFKC", "".join(out))
-
-
-def _excerpt(text: str, start: int, end: int, context: int = 30) -> str:
-    lo, hi = max(0, start - context), min(len(text), end + context)
-    body = " ".join(reveal(text[lo:hi]).split("\n"))
-    return ("…" if lo else "") + body[:200] + ("…" if hi < len(text) else "")
 
 
 class _Collector:
-    """Gathers findings, one per (pointer, code): the first excerpt and every distinct match."""
+    """Gathers findings for one tool (None for server instructions), one per (pointer, code)."""
 
     def __init__(self, tool: str | None) -> None:
         self.tool = tool
-        self.found: dict[tuple[str, str], tuple[str, list[str]]] = {}
+        self.hits = Hits()
 
-    def add(self, code: str, pointer: str, excerpt: str, match: str) -> None:
-        matches = self.found.setdefault((pointer, code), (excerpt, []))[1]
-        if match not in matches:
-            matches.append(match)
+    def add(self, code: str, pointer: str, where: str, match: str) -> None:
+        self.hits.add(code, pointer, where, match)
 
     def findings(self) -> list[Finding]:
         out = []
-        for (pointer, code), (excerpt, matches) in self.found.items():
+        for pointer, code, first, shown in self.hits.items():
             severity, what = CODES[code]
-            shown = ", ".join(matches[:5]) + (", …" * (len(matches) > 5))
             message = f"{what}: {shown}" if shown else what
-            out.append(Finding(code, severity, self.tool, pointer, excerpt, message))
+            out.append(Finding(code, severity, self.tool, pointer, first, message))
         return out
 
 
 def _scan_chars(text: str, pointer: str, out: _Collector) -> None:
-    if text.isascii() and text.isprintable():
-        return
-    seen: dict[str, list[int]] = {}
-    for i, ch in enumerate(text):
-        code = _char_code(ch, text[i - 1] if i else "", text[i + 1] if i + 1 < len(text) else "")
-        if code is not None:
-            seen.setdefault(code, []).append(i)
-    for code, where in seen.items():
-        counts = Counter(f"U+{ord(text[i]):04X}" for i in where)
-        what = " ".join(f"{cp} x{n}" if n > 1 else cp for cp, n in sorted(counts.items()))
-        excerpt = _excerpt(text, where[0], where[0] + 1)
-        if code == "unicode.tag":
-            hidden = "".join(chr(ord(text[i]) - 0xE0000) for i in where)
-            excerpt, what = reveal(hidden)[:200], f"hidden text {reveal(hidden)[:80]!r}"
-        out.add(code, pointer, excerpt, what)
+    for kind, where in hidden_chars(text).items():
+        what = describe_chars(text, where)
+        first = excerpt(text, where[0], where[0] + 1)
+        if kind == "tag":
+            hidden = reveal(decode_tags(text, where))
+            first, what = hidden[:200], f"hidden text {hidden[:80]!r}"
+        out.add("unicode." + kind, pointer, first, what)
 
 
 def _scan_patterns(folded: str, pointer: str, out: _Collector) -> None:
-    for code, regex in _PATTERNS:
-        for match in regex.finditer(folded):
-            shown = " ".join(reveal(match.group(0)).split()) or "whitespace"
-            out.add(code, pointer, _excerpt(folded, match.start(), match.end()), repr(shown[:80]))
-
-
-def _entropy(text: str) -> float:
-    n = len(text)
-    return -sum(c / n * math.log2(c / n) for c in Counter(text).values())
-
-
-def _as_text(raw: bytes) -> str | None:
-    """``raw`` as text if it reads like text (what a hidden instruction decodes to)."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    printable = sum(ch.isprintable() or ch in "\n\t" for ch in text)
-    return text if len(text) >= 12 and printable >= 0.95 * len(text) and " " in text else None
+    for match in find_phrases(folded, _PATTERNS):
+        out.add(match.code, pointer, match.excerpt, match.shown)
 
 
 def _scan_blobs(text: str, pointer: str, limits: ScanLimits, out: _Collector) -> None:
-    for match in _BLOB.finditer(text):
-        blob = match.group(0)
-        excerpt = _excerpt(text, match.start(), match.end(), context=10)
-        is_hex = all(c in "0123456789abcdefABCDEF" for c in blob)
-        try:
-            if is_hex:
-                raw = bytes.fromhex(blob[: len(blob) // 2 * 2])
-            else:
-                body = blob.rstrip("=").replace("-", "+").replace("_", "/")
-                body = body[:-1] if len(body) % 4 == 1 else body  # a lone trailing character
-                raw = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
-        except (ValueError, binascii.Error):
-            raw = b""
-        decoded = _as_text(raw)
-        if decoded is not None:
-            out.add("blob.encoded_text", pointer, excerpt, repr(reveal(decoded)[:80]))
-        elif len(blob) >= limits.min_blob_chars:
-            if is_hex and any(c.isdigit() for c in blob) and any(c.isalpha() for c in blob):
-                out.add("blob.hex", pointer, excerpt, f"{len(blob)} hex digits")
-            elif not is_hex and _random_looking(blob):
-                out.add("blob.base64", pointer, excerpt, f"{len(blob)} characters")
-
-
-def _random_looking(blob: str) -> bool:
-    # Identifiers are runs of words ("AbstractProxyFactory2"); encoded bytes switch between
-    # upper case, lower case and digits about every other character.
-    classes = [
-        "u" if c.isupper() else "l" if c.islower() else "d" if c.isdigit() else "o" for c in blob
-    ]
-    switches = sum(a != b for a, b in itertools.pairwise(classes))
-    return _entropy(blob) >= 4.0 and switches >= 0.4 * len(blob) and "d" in classes
+    for blob in find_blobs(text, limits.min_blob_chars):
+        where = excerpt(text, blob.start, blob.end, context=10)
+        if blob.decoded is not None:
+            out.add("blob.encoded_text", pointer, where, repr(reveal(blob.decoded)[:80]))
+        elif blob.kind == "hex":
+            out.add("blob.hex", pointer, where, f"{len(blob.text)} hex digits")
+        elif blob.kind == "base64":
+            out.add("blob.base64", pointer, where, f"{len(blob.text)} characters")
 
 
 def _distinctive(name: str) -> bool:
@@ -348,14 +189,14 @@ class _ToolNames:
             for match in _TOKEN.finditer(folded):
                 for name in self._names_in(match.group(0).lower().strip("./:-")):
                     if name != own_name:
-                        excerpt = _excerpt(folded, match.start(), match.end())
-                        out.add("reference.tool", pointer, excerpt, repr(name))
+                        where = excerpt(folded, match.start(), match.end())
+                        out.add("reference.tool", pointer, where, repr(name))
         if self.words is not None:
             for match in self.words.finditer(folded):
                 name = next(g for g in match.groups() if g).lower()
                 if name != own_name:
-                    excerpt = _excerpt(folded, match.start(), match.end())
-                    out.add("reference.tool", pointer, excerpt, repr(name))
+                    where = excerpt(folded, match.start(), match.end())
+                    out.add("reference.tool", pointer, where, repr(name))
 
     def _names_in(self, token: str) -> Iterator[str]:
         # A gateway or client may prefix names ("mcp_tool_send_email", "mail.send_email").
@@ -383,7 +224,7 @@ def _scan_string(
     text: str, pointer: str, names: _ToolNames, own: str | None, limits: ScanLimits, out: _Collector
 ) -> None:
     _scan_chars(text, pointer, out)
-    folded = _fold(text)
+    folded = fold(text)
     _scan_patterns(folded, pointer, out)
     names.scan(folded, pointer, own, out)
     _scan_blobs(folded, pointer, limits, out)
@@ -432,7 +273,7 @@ def scan_tool(
         _scan_string(text, pointer, names, own, limits, out)
         if is_description and len(text) > limits.max_description_chars:
             over = f"{len(text)} chars > {limits.max_description_chars}"
-            out.add("size.description", pointer, _excerpt(text, 0, 0, 60), over)
+            out.add("size.description", pointer, excerpt(text, 0, 0, 60), over)
     return _sorted(out.findings())
 
 
@@ -449,7 +290,7 @@ def scan_instructions(
     _scan_string(instructions, "/instructions", _ToolNames(other_tools), None, limits, out)
     if len(instructions) > limits.max_instructions_chars:
         size = f"{len(instructions)} chars > {limits.max_instructions_chars}"
-        out.add("size.instructions", "/instructions", _excerpt(instructions, 0, 0, 60), size)
+        out.add("size.instructions", "/instructions", excerpt(instructions, 0, 0, 60), size)
     return _sorted(out.findings())
 
 

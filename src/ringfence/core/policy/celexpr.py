@@ -1,9 +1,11 @@
 """CEL conditions, compiled once at load through the Rust-backed ``common-expression-language``.
 
-An expression sees two variables: ``args`` (the action's arguments) and ``action`` (a map of
-the action's other fields: kind, tool, agent, roles, user, delegation, session, trace_id,
-span_id, request, reason, labels, resources (declared and derived) as "type:value" strings,
-time_ns, context).
+An expression sees ``args`` (the action's arguments), ``action`` (a map of the action's other
+fields: kind, tool, agent, roles, user, delegation, session, trace_id, span_id, request,
+reason, labels, resources (declared and derived) as "type:value" strings, time_ns, context)
+and ``state`` (the session's ``calls``, ``repeats``, ``counters`` and ``tool_calls``), and
+may call the provenance functions ``untrusted_only(v)``, ``unknown(v)``, ``not_trusted(v)``,
+``from_user(v)`` and ``trusted(v)`` (the ``provenance`` operator's questions).
 It must evaluate to a bool; anything else, and any runtime error, is an evaluation error.
 """
 
@@ -15,7 +17,10 @@ from typing import Any
 
 from ringfence.core.action import Action, Resource
 
-CEL_VARIABLES = frozenset({"action", "args"})
+CEL_VARIABLES = frozenset({"action", "args", "state"})
+PROVENANCE_FUNCTIONS = frozenset(
+    {"untrusted_only", "unknown", "not_trusted", "from_user", "trusted"}
+)
 # Functions the Rust runtime really has (each checked by evaluating it); anything else would
 # fail at every evaluation, so it is a load error rather than a rule that always errs.
 CEL_FUNCTIONS = frozenset(
@@ -89,7 +94,9 @@ def compile_cel(expression: str) -> Callable[[Action, dict[str, Any], tuple[Reso
     functions = {
         f
         for f in program.functions()
-        if not f.startswith(("_", "@", "!")) and f not in CEL_FUNCTIONS
+        if not f.startswith(("_", "@", "!"))
+        and f not in CEL_FUNCTIONS
+        and f not in PROVENANCE_FUNCTIONS
     }
     if functions:
         raise CelCompileError(
@@ -101,7 +108,7 @@ def compile_cel(expression: str) -> Callable[[Action, dict[str, Any], tuple[Reso
     if unknown:
         raise CelCompileError(
             f"unknown variable(s) {', '.join(sorted(unknown))} "
-            "(CEL conditions see 'args' and 'action')"
+            "(CEL conditions see 'args', 'action' and 'state')"
         )
     execute = program.execute
     code_only = _STRING_LITERAL.sub("''", expression)
@@ -116,19 +123,53 @@ def compile_cel(expression: str) -> Callable[[Action, dict[str, Any], tuple[Reso
         fields = set(_FIELDS)  # the whole map is used (or a field CEL will report missing)
     wanted = tuple(sorted(fields))
     uses_action = "action" in program.variables()
+    uses_state = "state" in program.variables()
+    asks = tuple(sorted(PROVENANCE_FUNCTIONS & set(program.functions())))
 
     def test(a: Action, args: dict[str, Any], res: tuple[Resource, ...]) -> bool:
         # Only the fields the expression reads are converted: conversion dominates CEL's cost.
+        variables: dict[str, Any] = {"args": args}
         if uses_action:
-            full = action_map(a, res, wanted)
-            result = execute({"args": args, "action": full})
+            variables["action"] = action_map(a, res, wanted)
+        if uses_state:
+            variables["state"] = state_map(a.state)
+        if asks:
+            prov = provenance_of(a.state)
+            functions = {name: _asker(prov, name) for name in asks}
+            result = execute(cel.Context(variables=variables, functions=functions))
         else:
-            result = execute({"args": args})
+            result = execute(variables)
         if result is True or result is False:
             return result
         raise TypeError(f"CEL expression returned {type(result).__name__}, not a bool")
 
     return test
+
+
+def state_map(state: Any) -> dict[str, Any]:
+    """The ``state`` variable: the session's counts (all zero outside a session)."""
+    if state is None:
+        return {"calls": 0, "repeats": 0, "counters": {}, "tool_calls": {}}
+    return {
+        "calls": state.calls,
+        "repeats": state.repeats,
+        "counters": dict(state.counters),
+        "tool_calls": dict(state.tool_calls),
+    }
+
+
+def provenance_of(state: Any) -> Any:
+    """The session's provenance record; an empty one outside a session."""
+    if state is not None:
+        return state.provenance
+    from ringfence.core.flow import Provenance
+
+    return Provenance()
+
+
+def _asker(prov: Any, name: str) -> Callable[[Any], bool]:
+    method = getattr(prov, name)
+    return lambda value: bool(method(value))
 
 
 def action_map(

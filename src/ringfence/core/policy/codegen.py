@@ -82,6 +82,32 @@ def _resources_any(res: tuple[Resource, ...], by_type: dict[str, re.Pattern[str]
     return False
 
 
+def _state_number(s: Any, field: str) -> int:
+    """``state.calls`` / ``state.repeats``: 0 outside a session."""
+    return 0 if s is None else int(getattr(s, field))
+
+
+def _state_count(s: Any, field: str, name: str) -> int:
+    """``state.counters.<name>`` / ``state.tool_calls.<tool>``: 0 until first counted."""
+    return 0 if s is None else int(s.count(field, name))
+
+
+_NO_PROVENANCE: list[Any] = []
+
+
+def _provenance(s: Any, value: object, how: str) -> bool:
+    """The ``provenance`` operator; outside a session nothing was seen, so nothing is trusted."""
+    if s is not None:
+        prov = s.provenance
+    else:
+        if not _NO_PROVENANCE:
+            from ringfence.core.flow import Provenance
+
+            _NO_PROVENANCE.append(Provenance())
+        prov = _NO_PROVENANCE[0]
+    return bool(getattr(prov, how)(value))
+
+
 class _Gen:
     """Accumulates constants; turns conditions into Python expressions."""
 
@@ -96,6 +122,9 @@ class _Gen:
             "_search_any": _search_any,
             "_resources_all": _resources_all,
             "_resources_any": _resources_any,
+            "_state_number": _state_number,
+            "_state_count": _state_count,
+            "_provenance": _provenance,
             "__builtins__": {},
         }
 
@@ -112,6 +141,11 @@ class _Gen:
             expr = "a.context"
         elif head == "resources":
             return "_resource_strings(res)"
+        elif head == "state":
+            field = self.const(rest[0])
+            if len(rest) == 1:
+                return f"_state_number(a.state, {field})"
+            return f"_state_count(a.state, {field}, {self.const(rest[1])})"
         else:
             expr = f"a.{head}"
         for part in rest:
@@ -161,6 +195,8 @@ class _Gen:
             return test if op == "in" else f"(not {test})"
         if op == "contains":
             return f"_contains({v}, {self.const(x)})"
+        if op == "provenance":
+            return f"_provenance(a.state, {v}, {self.const(x)})"
         raise AssertionError(f"unhandled operator {op}")  # parse.py admits no other
 
 

@@ -86,7 +86,9 @@ class _Bucket:
         self.refusal: str | None = None
         # Redactions any applicable rule names apply to every record of this tool.
         redact = tuple(sorted({f for r in rules for f in r.redact}))
-        self.obligations = {r.id: Obligations(redact=redact, labels=r.labels) for r in rules}
+        self.obligations = {
+            r.id: Obligations(redact=redact, labels=r.labels, counts=r.rule.counts) for r in rules
+        }
         self.obligations[""] = Obligations(redact=redact)
 
 
@@ -218,13 +220,21 @@ class Policy:
                 tuple(errors) if errors else (),
             )
         labels = tuple(sorted({lab for h in hits for lab in h.labels}))
+        counts: dict[str, int] = {}
+        for h in hits:
+            for name, n in h.rule.counts:
+                counts[name] = counts.get(name, 0) + n
         return Decision(
             first.effect,
             tuple(h.id for h in hits),
             tuple(h.reason for h in hits),
             self.version,
             decision_id,
-            Obligations(redact=bucket.obligations[""].redact, labels=labels),
+            Obligations(
+                redact=bucket.obligations[""].redact,
+                labels=labels,
+                counts=tuple(sorted(counts.items())),
+            ),
             tuple(errors),
         )
 

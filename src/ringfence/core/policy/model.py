@@ -12,7 +12,12 @@ STRING_OPS = ("startswith", "endswith", "glob", "regex")
 NUMBER_OPS = ("lt", "le", "gt", "ge")
 EQUALITY_OPS = ("eq", "ne")
 MEMBER_OPS = ("in", "not_in")
-OTHER_OPS = ("contains", "exists")
+OTHER_OPS = ("contains", "exists", "provenance")
+# Operands of ``provenance``: where the value's significant parts (addresses, links, account
+# numbers, paths, …) were seen in the session — see ringfence.core.flow.
+PROVENANCE = ("untrusted_only", "unknown", "not_trusted", "from_user", "trusted")
+# ``field: state.…`` — the session's state when the action is decided.
+STATE_FIELDS = ("calls", "repeats", "counters", "tool_calls")
 OPERATORS = STRING_OPS + NUMBER_OPS + EQUALITY_OPS + MEMBER_OPS + OTHER_OPS
 COMBINATORS = ("all", "any", "not")
 
@@ -32,6 +37,7 @@ ACTION_FIELDS = (
     "labels",
     "resources",
     "time_ns",
+    "state",
 )
 
 
@@ -54,6 +60,7 @@ class ToolDecl:
     schema: dict[str, Any] | None
     resources: tuple[tuple[tuple[str, ...], str], ...]  # (argument path, resource type)
     where: Where
+    labels: tuple[str, ...] = ()  # labels the session gains from this tool's results
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,7 @@ class Rule:
     cel_where: Where | None = None
     redact: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
+    counts: tuple[tuple[str, int], ...] = ()  # counter name, amount added when it allows
 
     @property
     def unconditional(self) -> bool:

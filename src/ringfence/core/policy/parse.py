@@ -17,6 +17,8 @@ from ringfence.core.policy.model import (
     MEMBER_OPS,
     NUMBER_OPS,
     OPERATORS,
+    PROVENANCE,
+    STATE_FIELDS,
     STRING_OPS,
     Condition,
     PolicySpec,
@@ -31,7 +33,7 @@ from ringfence.errors import PolicyError
 
 POLICY_LANGUAGE_VERSION = 1
 _DOC_KEYS = {"version", "name", "description", "tools", "rules"}
-_TOOL_KEYS = {"kind", "description", "args", "resources"}
+_TOOL_KEYS = {"kind", "description", "args", "resources", "labels"}
 _RULE_KEYS = {
     "id",
     "description",
@@ -47,6 +49,7 @@ _RULE_KEYS = {
     "reason",
     "redact",
     "labels",
+    "count",
 }
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]{0,255}$")
@@ -179,6 +182,9 @@ def _tool(doc: _Doc, name: str, raw: Any) -> ToolDecl:
     for arg, rtype in doc.mapping(body.get("resources", {}), (*path, "resources")).items():
         rtype = doc.string(rtype, (*path, "resources", arg), pattern=_IDENT)
         resources.append((tuple(arg.split(".")), rtype))
+    labels = doc.strings(body["labels"], (*path, "labels")) if "labels" in body else ()
+    for i, label in enumerate(labels):
+        doc.string(label, (*path, "labels", i), pattern=_IDENT)
     return ToolDecl(
         name=name,
         kind=kind,
@@ -186,6 +192,7 @@ def _tool(doc: _Doc, name: str, raw: Any) -> ToolDecl:
         schema=schema,
         resources=tuple(resources),
         where=doc.where(path),
+        labels=labels,
     )
 
 
@@ -235,6 +242,7 @@ def _rule(doc: _Doc, raw: Any, path: Path) -> Rule:
     for i, label in enumerate(labels):
         doc.string(label, (*path, "labels", i), pattern=_IDENT)
     return Rule(
+        counts=_counts(doc, body.get("count"), (*path, "count")),
         id=rule_id,
         effect=effect,
         where=doc.where(path),
@@ -252,6 +260,23 @@ def _rule(doc: _Doc, raw: Any, path: Path) -> Rule:
         redact=redact,
         labels=labels,
     )
+
+
+def _counts(doc: _Doc, raw: Any, path: Path) -> tuple[tuple[str, int], ...]:
+    """``count: emails_sent`` or ``count: {emails_sent: 1, cost_cents: 50}``: what an allowed
+    action adds to the session's counters (read back as ``state.counters.<name>``)."""
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        raw = {raw: 1}
+    body = doc.mapping(raw, path)
+    out = []
+    for name, delta in body.items():
+        doc.string(name, (*path, name), pattern=_IDENT)
+        if isinstance(delta, bool) or not isinstance(delta, int) or not 0 < delta <= 1 << 32:
+            raise doc.fail((*path, name), "a count adds a positive whole number", "policy.type")
+        out.append((name, delta))
+    return tuple(sorted(out))
 
 
 def _resource_pattern(doc: _Doc, text: str, path: Path) -> ResourcePattern:
@@ -302,7 +327,9 @@ def _condition(doc: _Doc, raw: Any, path: Path, depth: int) -> Condition:
         subject = ("args", *parts)
     else:
         subject = parts
-        if parts[0] not in ("args", "context") and (
+        if parts[0] == "state":
+            _state_field(doc, parts, text, (*path, "field"))
+        elif parts[0] not in ("args", "context") and (
             parts[0] not in ACTION_FIELDS or len(parts) > 1
         ):
             raise doc.fail(
@@ -315,6 +342,22 @@ def _condition(doc: _Doc, raw: Any, path: Path, depth: int) -> Condition:
             raise doc.fail((*path, "field"), f"name a key inside {parts[0]!r}, e.g. {parts[0]}.x")
     operand = _operand(doc, op, body[op], (*path, op))
     return Condition(op=op, subject=subject, operand=operand, where=doc.where((*path, op)))
+
+
+def _state_field(doc: _Doc, parts: tuple[str, ...], text: str, path: Path) -> None:
+    """Check a ``state.…`` field: calls, repeats, counters.<name>, tool_calls.<tool>."""
+    named = ("counters", "tool_calls")
+    if len(parts) < 2 or parts[1] not in STATE_FIELDS:
+        raise doc.fail(
+            path,
+            f"unknown field {text!r} (state fields: state.calls, state.repeats, "
+            "state.counters.<name>, state.tool_calls.<tool>)",
+            "policy.unknown_field",
+        )
+    want = 3 if parts[1] in named else 2
+    if len(parts) < want or (parts[1] not in named and len(parts) > 2):
+        example = f"state.{parts[1]}.<name>" if parts[1] in named else f"state.{parts[1]}"
+        raise doc.fail(path, f"{text!r}: write {example}", "policy.unknown_field")
 
 
 def _operand(doc: _Doc, op: str, value: Any, path: Path) -> Any:
@@ -343,6 +386,14 @@ def _operand(doc: _Doc, op: str, value: Any, path: Path) -> Any:
         for i, item in enumerate(value):
             _scalar(doc, item, (*path, i), op)
         return tuple(value)
+    if op == "provenance":
+        if value not in PROVENANCE:
+            raise doc.fail(
+                path,
+                f"'provenance' is one of {', '.join(PROVENANCE)}, got {value!r}",
+                "policy.type",
+            )
+        return value
     if op == "exists":
         if not isinstance(value, bool):
             raise doc.fail(path, f"'exists' needs true or false, got {_kind(value)}", "policy.type")

@@ -114,7 +114,11 @@ def test_decision_record() -> None:
         "rules": ["no-secrets"],
         "reasons": ["secrets stay home"],
         "errors": ["rule x: oops"],
-        "obligations": {"redact": ["args.auth.token", "reason"], "labels": ["sensitive"]},
+        "obligations": {
+            "counts": [],
+            "redact": ["args.auth.token", "reason"],
+            "labels": ["sensitive"],
+        },
         "policy": {"name": "p", "version": "sha256:v"},
     }
     assert b"s3cret" not in canonical(msgspec.to_builtins(record))

@@ -105,6 +105,7 @@ OPERAND_FOR: dict[str, st.SearchStrategy[Any]] = {
     "ne": plain,
     "contains": plain,
     "equals": plain,
+    "provenance": st.sampled_from(["untrusted_only", "unknown", "not_trusted", "from_user", "x"]),
 }
 
 

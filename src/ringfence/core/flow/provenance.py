@@ -1,0 +1,259 @@
+"""Value provenance: which sources showed the session each significant part of a value.
+
+A :class:`Provenance` records, per :class:`Source`, the :class:`~.parts.Part`\\ s that
+source's content contained.  A policy then asks about one argument: did every part of it
+come from the user (:meth:`Provenance.from_user`), from the user or a trusted tool
+(:meth:`~Provenance.trusted`), or does some part come only from untrusted content
+(:meth:`~Provenance.untrusted_only`), from nowhere (:meth:`~Provenance.unknown`), or from
+neither the user nor a trusted tool (:meth:`~Provenance.not_trusted`)?
+
+A part counts as coming from a source when:
+
+* that source showed exactly the same normalised part; or
+* it is a ``url`` whose host (``www.`` removed) is a ``domain`` the source showed — a
+  link on a domain the user typed, or on the domain of an address the user typed, is the
+  user's.  Subdomains are *not* covered: ``a.example.com`` is not ``example.com``, because
+  shared platforms hand out subdomains to anyone (``*.github.io``, ``*.ngrok.io``,
+  ``*.blogspot.com``).  An ``email`` is only ever covered by the same address, never by
+  its domain: "send it to the address in the page" stays untrusted even when the user
+  named someone else at the same domain.  (``by_domain=False`` turns the URL rule off.)
+* it is a ``text`` or ``path`` part and the source is USER or TRUSTED and its text
+  contains it between word boundaries, case-folded — the user who wrote "post it in
+  #marketing-team" typed the channel name ``marketing-team`` even though it was not a
+  whole string, and "open /home/me/My Documents/plan.txt" names a path with a space in it
+  (for a path, ``/ . _ - ~`` also count as word characters: ``/etc/passwd.bak`` does not
+  contain ``/etc/passwd``).
+  UNTRUSTED text is not searched: a name mentioned inside untrusted prose is ``unknown``
+  (which :meth:`~Provenance.not_trusted` catches), only a whole untrusted string — a name
+  a listing returned — is ``untrusted_only``.
+
+Bounds fail closed.  Each source keeps at most ``FlowLimits.parts_per_source`` parts,
+oldest dropped first, and marks itself ``overflowed``; once UNTRUSTED has overflowed, any
+part in neither USER nor TRUSTED counts as untrusted-only.  Dropping USER or TRUSTED parts
+or text only ever makes values look less trusted.  A value whose scan was cut short
+(:data:`~.parts.TRUNCATED`) is never from the user or trusted, is unknown, and is
+untrusted-only as soon as the session has seen any untrusted part.
+
+A value with no parts at all (short strings, common words, small numbers) is vacuously
+``from_user`` and ``trusted`` and is none of the other three: provenance says nothing
+about it, so a policy that needs a destination to be traceable must say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+from functools import cached_property
+from typing import Any
+
+import msgspec
+
+from ringfence.core.flow.parts import Part, PartKind, url_domain
+from ringfence.core.flow.values import DEFAULT_LIMITS, FlowLimits, parts_of, scan
+
+__all__ = ["Provenance", "Seen", "Source"]
+
+# A needle occurring this often without a word-bounded hit is treated as not found, which
+# only ever makes a value look less trusted; it keeps a pathological corpus cheap.
+_MAX_OCCURRENCES = 64
+
+
+class Source(StrEnum):
+    """Where content in a session came from."""
+
+    USER = "user"
+    """The user's own request (and later turns of the same conversation)."""
+    TRUSTED = "trusted"
+    """Trusted tools and the operator: output no outsider can write into."""
+    UNTRUSTED = "untrusted"
+    """Web pages, inbound e-mail and messages, files from outside, third-party tool output."""
+
+
+class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
+    """What one source showed the session: parts (oldest first), its text (USER and
+    TRUSTED only, oldest first) and whether anything was dropped to stay within bounds."""
+
+    parts: tuple[Part, ...] = ()
+    texts: tuple[str, ...] = ()
+    overflowed: bool = False
+
+    @cached_property
+    def part_set(self) -> frozenset[Part]:
+        """``parts`` as a set, computed once per value."""
+        return frozenset(self.parts)
+
+    @cached_property
+    def corpus(self) -> str:
+        """``texts`` joined by newlines (normalised text contains none)."""
+        return "\n".join(self.texts)
+
+    def covers(self, part: Part, *, by_domain: bool = True) -> bool:
+        """Whether this source showed ``part`` (see the module docstring for the rules)."""
+        if part in self.part_set:
+            return True
+        if part.kind is PartKind.URL and by_domain:
+            domain = url_domain(part.value)
+            return domain is not None and Part(PartKind.DOMAIN, domain) in self.part_set
+        if part.kind is PartKind.TEXT and self.texts:
+            return _contains_word(self.corpus, part.value, "")
+        if part.kind is PartKind.PATH and self.texts:
+            # A path with spaces in a sentence is cut short by the in-text scan.
+            return _contains_word(self.corpus, part.value.casefold(), "/._-~")
+        return False
+
+    def added(
+        self, parts: Iterable[Part], texts: Iterable[str], truncated: bool, limits: FlowLimits
+    ) -> Seen:
+        """This record with ``parts`` and ``texts`` added as the newest, within bounds."""
+        new = dict.fromkeys(parts)
+        if not new and not truncated and not any(texts):
+            return self
+        # Re-seen parts move to the newest end, so the oldest dropped are the least recent.
+        merged = [p for p in self.parts if p not in new]
+        merged.extend(new)
+        overflowed = self.overflowed or truncated
+        if len(merged) > limits.parts_per_source:
+            merged = merged[len(merged) - limits.parts_per_source :]
+            overflowed = True
+        all_texts = tuple(t for t in (*self.texts, *texts) if t)
+        kept = _bounded_texts(all_texts, limits.text_chars_per_source)
+        if kept != all_texts:
+            overflowed = True
+        return Seen(tuple(merged), kept, overflowed)
+
+    def without_oldest(self, count: int) -> Seen:
+        """This record with its ``count`` oldest parts dropped and marked overflowed."""
+        return Seen(self.parts[count:], self.texts, True)
+
+
+def _bounded_texts(texts: tuple[str, ...], budget: int) -> tuple[str, ...]:
+    kept: list[str] = []
+    for text in reversed(texts):
+        if len(text) >= budget:
+            # Always keep some of the newest text, even if one string exceeds the budget.
+            if not kept:
+                kept.append(text[:budget])
+            break
+        kept.append(text)
+        budget -= len(text) + 1
+    return tuple(reversed(kept))
+
+
+def _contains_word(haystack: str, needle: str, word_chars: str) -> bool:
+    """Whether ``needle`` occurs in ``haystack`` with no letter, digit or ``word_chars``
+    character right before or after it."""
+    start = 0
+    for _ in range(_MAX_OCCURRENCES):
+        i = haystack.find(needle, start)
+        if i < 0:
+            return False
+        j = i + len(needle)
+        before = haystack[i - 1] if i else " "
+        after = haystack[j] if j < len(haystack) else " "
+        if not (before.isalnum() or before in word_chars or after.isalnum() or after in word_chars):
+            return True
+        start = i + 1
+    return False
+
+
+class Provenance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The parts each source showed the session.  Immutable: :meth:`observe` returns a new
+    value.  The predicates take any JSON-like value (an argument, a list of recipients)."""
+
+    user_seen: Seen = Seen()
+    trusted_seen: Seen = Seen()
+    untrusted_seen: Seen = Seen()
+
+    def seen(self, source: Source) -> Seen:
+        """The record for ``source``."""
+        if source is Source.USER:
+            return self.user_seen
+        return self.trusted_seen if source is Source.TRUSTED else self.untrusted_seen
+
+    def observe(
+        self, content: Any, source: Source, *, limits: FlowLimits = DEFAULT_LIMITS
+    ) -> Provenance:
+        """This provenance after ``source`` showed the session ``content``."""
+        source = Source(source)
+        # Text is searched for USER and TRUSTED only; see the module docstring.
+        keep_texts = source is not Source.UNTRUSTED
+        parts, texts, truncated = scan(content, limits, keep_texts=keep_texts)
+        seen = self.seen(source).added(parts, texts, truncated, limits)
+        return self.replaced(source, seen)
+
+    def replaced(self, source: Source, seen: Seen) -> Provenance:
+        """This provenance with the record for ``source`` replaced by ``seen``."""
+        if seen is self.seen(source):
+            return self
+        if source is Source.USER:
+            return Provenance(seen, self.trusted_seen, self.untrusted_seen)
+        if source is Source.TRUSTED:
+            return Provenance(self.user_seen, seen, self.untrusted_seen)
+        return Provenance(self.user_seen, self.trusted_seen, seen)
+
+    def sources_of(
+        self, value: Any, *, by_domain: bool = True, limits: FlowLimits = DEFAULT_LIMITS
+    ) -> dict[Part, frozenset[Source]]:
+        """Each part of ``value`` and the sources it is counted as coming from (the
+        explanation behind every predicate).  :data:`~.parts.TRUNCATED` maps to no source."""
+        return {part: self._sources(part, by_domain) for part in parts_of(value, limits)}
+
+    def _sources(self, part: Part, by_domain: bool) -> frozenset[Source]:
+        if part.kind is PartKind.TRUNCATED:
+            return frozenset()
+        return frozenset(s for s in Source if self.seen(s).covers(part, by_domain=by_domain))
+
+    def _in_trusted(self, part: Part, by_domain: bool) -> bool:
+        if part.kind is PartKind.TRUNCATED:
+            return False
+        return self.user_seen.covers(part, by_domain=by_domain) or self.trusted_seen.covers(
+            part, by_domain=by_domain
+        )
+
+    def untrusted_only(
+        self, value: Any, *, by_domain: bool = True, limits: FlowLimits = DEFAULT_LIMITS
+    ) -> bool:
+        """Some part of ``value`` was seen in untrusted content and in neither the user's
+        nor trusted content — or could have been, because the untrusted record overflowed
+        or the value was too large to scan whole after untrusted parts were seen."""
+        untrusted = self.untrusted_seen
+        tainted = bool(untrusted.parts) or untrusted.overflowed
+        for part in parts_of(value, limits):
+            if self._in_trusted(part, by_domain):
+                continue
+            if part.kind is PartKind.TRUNCATED:
+                if tainted:
+                    return True
+            elif untrusted.overflowed or untrusted.covers(part, by_domain=by_domain):
+                return True
+        return False
+
+    def unknown(
+        self, value: Any, *, by_domain: bool = True, limits: FlowLimits = DEFAULT_LIMITS
+    ) -> bool:
+        """Some part of ``value`` was seen in no source (a truncated scan counts)."""
+        return any(not self._sources(p, by_domain) for p in parts_of(value, limits))
+
+    def not_trusted(
+        self, value: Any, *, by_domain: bool = True, limits: FlowLimits = DEFAULT_LIMITS
+    ) -> bool:
+        """Some part of ``value`` is in neither the user's nor trusted content
+        (``untrusted_only or unknown``, a truncated scan counts)."""
+        return any(not self._in_trusted(p, by_domain) for p in parts_of(value, limits))
+
+    def from_user(
+        self, value: Any, *, by_domain: bool = True, limits: FlowLimits = DEFAULT_LIMITS
+    ) -> bool:
+        """Every part of ``value`` came from the user (vacuously true with no parts; false
+        for a truncated scan)."""
+        return all(
+            p.kind is not PartKind.TRUNCATED and self.user_seen.covers(p, by_domain=by_domain)
+            for p in parts_of(value, limits)
+        )
+
+    def trusted(
+        self, value: Any, *, by_domain: bool = True, limits: FlowLimits = DEFAULT_LIMITS
+    ) -> bool:
+        """Every part of ``value`` came from the user or a trusted source (vacuously true
+        with no parts; false for a truncated scan).  Always ``not not_trusted(value)``."""
+        return not self.not_trusted(value, by_domain=by_domain, limits=limits)

@@ -1,0 +1,165 @@
+"""Session bookkeeping for the Guard: state before each decision, updates after it.
+
+A session (one agent run, one conversation) accumulates a ``SessionState`` (see
+ringfence.core.flow): labels (only ever added), counters, calls per tool, recent call digests
+(loop detection) and value provenance — which addresses, links, account numbers, paths … came
+from the user's own request, from trusted tools, or only from untrusted content.  Before a
+decision the Guard puts a :class:`SessionView` on the action (read by ``state.…`` fields and
+the ``provenance`` operator); after an allow it counts the call and applies the rule's labels
+and counts; after the tool ran it observes the result (untrusted if the tool's or server's
+labels say so, or if a tripwire fired) and adds the result's labels.
+
+States live behind the ``SessionStore`` port; the default keeps them in memory, bounded (least
+recently used sessions are forgotten first).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from ringfence.core.action import Action
+from ringfence.core.decision import Decision
+from ringfence.core.flow import Provenance, SessionState, Source, call_digest
+from ringfence.core.tripwires import scan_output
+
+__all__ = ["UNTRUSTED", "MemorySessionStore", "SessionView", "Sessions"]
+
+UNTRUSTED = "untrusted"
+MAX_SESSIONS = 100_000
+MAX_REQUESTS_SEEN = 10_000
+
+
+class SessionView(msgspec.Struct, frozen=True, gc=False):
+    """What a policy sees of the session when one action is decided."""
+
+    session: SessionState
+    repeats: int  # how many of the recent calls were this exact call (tool + arguments)
+    digest: str  # of this call, to count it once it is allowed
+
+    @property
+    def calls(self) -> int:
+        """Allowed calls in the session so far."""
+        return self.session.calls
+
+    @property
+    def counters(self) -> Mapping[str, int]:
+        """The session's counters (names beyond the cap share ``"*"``)."""
+        return self.session.counters
+
+    @property
+    def tool_calls(self) -> Mapping[str, int]:
+        """Allowed calls per tool."""
+        return self.session.tool_calls
+
+    @property
+    def provenance(self) -> Provenance:
+        """Where the session's values came from."""
+        return self.session.provenance
+
+    def count(self, field: str, name: str) -> int:
+        """``state.counters.<name>`` / ``state.tool_calls.<tool>`` (over-counts past the cap)."""
+        if field == "counters":
+            return self.session.counter(name)
+        return self.session.tool_count(name)
+
+
+class MemorySessionStore:
+    """Session states in memory, at most ``max_sessions`` (the least recently used go first)."""
+
+    def __init__(self, max_sessions: int = MAX_SESSIONS) -> None:
+        self._states: OrderedDict[str, SessionState] = OrderedDict()
+        self._max = max_sessions
+        self._lock = threading.Lock()
+
+    def load(self, session: str) -> SessionState | None:
+        """The state of ``session``, or None if it has none (yet, or any more)."""
+        with self._lock:
+            state = self._states.get(session)
+            if state is not None:
+                self._states.move_to_end(session)
+            return state
+
+    def save(self, session: str, state: SessionState) -> None:
+        """Store the new state of ``session``."""
+        with self._lock:
+            self._states[session] = state
+            self._states.move_to_end(session)
+            while len(self._states) > self._max:
+                self._states.popitem(last=False)
+
+
+class Sessions:
+    """The Guard's view of its session store (read-modify-write under one lock)."""
+
+    def __init__(self, store: Any = None, *, tripwires: bool = True) -> None:
+        self.store = store if store is not None else MemorySessionStore()
+        self._lock = threading.RLock()
+        self._tripwires = tripwires
+        self._requests: OrderedDict[str, str] = OrderedDict()
+
+    def state(self, session: str) -> SessionState:
+        """The session's state (an empty one if it has none)."""
+        return self.store.load(session) or SessionState()
+
+    def prepare(self, action: Action) -> Action:
+        """``action`` with the session's labels and a SessionView (unchanged without a session)."""
+        session = action.session
+        if session is None:
+            return action
+        with self._lock:
+            state = self.state(session)
+            request = action.request
+            if request and self._requests.get(session) != request:
+                # The user's own words: what they name is theirs (recipients, links, paths).
+                state = state.observe(request, Source.USER)
+                self.store.save(session, state)
+                self._requests[session] = request
+                self._requests.move_to_end(session)
+                while len(self._requests) > MAX_REQUESTS_SEEN:
+                    self._requests.popitem(last=False)
+        digest = call_digest(action.tool, action.args)
+        view = SessionView(state, state.repeats(digest), digest)
+        labels = action.labels | state.labels if state.labels else action.labels
+        return msgspec.structs.replace(action, labels=labels, state=view)
+
+    def allowed(self, action: Action, decision: Decision) -> None:
+        """Count an allowed action and apply its rule's labels and counts."""
+        session, view = action.session, action.state
+        if session is None:
+            return
+        if isinstance(view, SessionView):
+            digest = view.digest
+        else:
+            digest = call_digest(action.tool, action.args)
+        ob = decision.obligations
+        with self._lock:
+            state = self.state(session).with_call(action.tool, digest)
+            if ob.labels:
+                state = state.with_labels(ob.labels)
+            for name, n in ob.counts:
+                state = state.with_counter(name, n)
+            self.store.save(session, state)
+
+    def observed(self, session: str, content: Any, labels: tuple[str, ...]) -> tuple[str, ...]:
+        """Take a tool's result into the session; the labels it brought (incl. tripwires)."""
+        trip = set(scan_output(content).labels) if self._tripwires else set()
+        # A tripwire in any tool's output makes that output untrusted, whatever the tool.
+        untrusted = UNTRUSTED in labels or bool(trip)
+        added = set(labels) | trip | ({UNTRUSTED} if untrusted else set())
+        source = Source.UNTRUSTED if untrusted else Source.TRUSTED
+        with self._lock:
+            state = self.state(session).observe(content, source)
+            if added:
+                state = state.with_labels(added)
+            self.store.save(session, state)
+        return tuple(sorted(added))
+
+    def add_labels(self, session: str, labels: tuple[str, ...]) -> None:
+        """Add labels to a session directly."""
+        with self._lock:
+            self.store.save(session, self.state(session).with_labels(labels))

@@ -1,0 +1,175 @@
+"""Property tests: labels never disappear, scanning never raises, predicates agree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from ringfence.core.flow import (
+    UNTRUSTED_LABEL,
+    FlowLimits,
+    Part,
+    Provenance,
+    SessionState,
+    Source,
+    call_digest,
+    decode_state,
+    encode_state,
+    parts_of,
+)
+
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Strings drawn partly from fragments that make parts, so the scanner's branches are hit.
+FRAGMENTS = [
+    "bob@corp.example",
+    "https://evil.example/x?y=1",
+    "www.shop.example",
+    "DE89 3704 0044 0532 0130 00",
+    "+1 555 010 9999",
+    "4111-1111-1111-1111",
+    "/etc/passwd",
+    "~/.ssh/id_rsa",
+    "550e8400-e29b-41d4-a716-446655440000",
+    "sk_live_AbCdEf1234567890",
+    "#general",
+    "203.0.113.5",
+    "ok",
+    " ",
+    "\u00a0",
+    "\u2014",
+    "(",
+    ")",
+    ".",
+    "@",
+    ":",
+    "/",
+]
+texts = st.text(max_size=40) | st.lists(
+    st.sampled_from(FRAGMENTS) | st.text(max_size=6), max_size=8
+).map("".join)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()
+    | texts
+)
+json_like = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4),
+    max_leaves=20,
+)
+sources = st.sampled_from(list(Source))
+SMALL = FlowLimits(scan_parts=8, parts_per_source=6, text_chars_per_source=64, state_bytes=1 << 20)
+
+
+@SETTINGS
+@given(json_like)
+@example("[" * 50 + "a@b.example")
+@example("\ud800bob@x.example")
+@example({"\udfff": ["x" * 300, 10**33, -(10**7)]})
+def test_parts_of_never_raises(value: Any) -> None:
+    parts = parts_of(value)
+    assert isinstance(parts, frozenset)
+    assert all(isinstance(part, Part) and isinstance(part.value, str) for part in parts)
+    assert parts_of(value) == parts  # deterministic
+    parts_of(value, SMALL)  # tight bounds are no excuse either
+
+
+@SETTINGS
+@given(st.text(max_size=400))
+def test_parts_of_arbitrary_text(text: str) -> None:
+    for part in parts_of(text):
+        assert len(part.value) <= 256 + 100  # digested beyond 256 (a URL keeps its host)
+
+
+# One step of a session: call, benign label, counter, observation, or a store round trip.
+BENIGN_LABELS = st.lists(st.sampled_from(["pii", "sensitive", "secret", "reviewed", "safe"]))
+steps = st.one_of(
+    st.tuples(st.just("call"), st.sampled_from(["read", "send", "pay"]), json_like),
+    st.tuples(st.just("labels"), BENIGN_LABELS),
+    st.tuples(st.just("counter"), st.sampled_from(["spend", "calls", "x"]), st.integers(0, 99)),
+    st.tuples(st.just("observe"), json_like, sources),
+    st.tuples(st.just("store")),
+)
+
+
+def apply(state: SessionState, step: tuple[Any, ...], limits: FlowLimits) -> SessionState:
+    kind = step[0]
+    if kind == "call":
+        return state.with_call(step[1], call_digest(step[1], {"v": step[2]}), limits=limits)
+    if kind == "labels":
+        return state.with_labels(step[1], limits=limits)
+    if kind == "counter":
+        return state.with_counter(step[1], step[2], limits=limits)
+    if kind == "observe":
+        return state.observe(step[1], step[2], limits=limits)
+    return decode_state(encode_state(state), limits=limits)
+
+
+@SETTINGS
+@given(json_like, st.lists(steps, max_size=12), st.booleans())
+def test_no_benign_sequence_clears_untrusted(
+    injected: Any, sequence: list[tuple[Any, ...]], tight: bool
+) -> None:
+    limits = (
+        FlowLimits(parts_per_source=4, text_chars_per_source=32, counters=2, tools=2, recent=3)
+        if tight
+        else FlowLimits()
+    )
+    state = SessionState().observe(injected, Source.UNTRUSTED, limits=limits)
+    assert UNTRUSTED_LABEL in state.labels
+    labels = state.labels
+    for step in sequence:
+        state = apply(state, step, limits)
+        assert UNTRUSTED_LABEL in state.labels
+        assert labels <= state.labels  # no label of any kind is ever lost
+        labels = state.labels
+        assert state.size_bytes() <= limits.state_bytes
+
+
+@SETTINGS
+@given(st.lists(st.tuples(json_like, sources), max_size=6), json_like, st.booleans())
+def test_predicates_agree(observations: list[tuple[Any, Source]], value: Any, tight: bool) -> None:
+    limits = SMALL if tight else FlowLimits()
+    provenance = Provenance()
+    for content, source in observations:
+        provenance = provenance.observe(content, source, limits=limits)
+    untrusted_only = provenance.untrusted_only(value, limits=limits)
+    unknown = provenance.unknown(value, limits=limits)
+    not_trusted = provenance.not_trusted(value, limits=limits)
+    assert not_trusted == (untrusted_only or unknown)
+    assert provenance.trusted(value, limits=limits) == (not not_trusted)
+    if provenance.from_user(value, limits=limits):
+        assert provenance.trusted(value, limits=limits)
+    if not parts_of(value, limits):
+        assert not (untrusted_only or unknown or not_trusted)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(json_like, sources), max_size=6))
+def test_what_was_observed_is_traced_to_its_source(observations: list[tuple[Any, Source]]) -> None:
+    provenance = Provenance()
+    for content, source in observations:
+        provenance = provenance.observe(content, source)
+    for content, source in observations:
+        if source is Source.USER:
+            assert provenance.from_user(content) or provenance.user_seen.overflowed
+        elif source is Source.TRUSTED:
+            assert provenance.trusted(content) or provenance.trusted_seen.overflowed
+        else:
+            assert not provenance.unknown(content) or provenance.untrusted_seen.overflowed
+
+
+@SETTINGS
+@given(st.lists(steps, max_size=10))
+def test_encoding_round_trips(sequence: list[tuple[Any, ...]]) -> None:
+    state = SessionState()
+    for step in sequence:
+        state = apply(state, step, FlowLimits())
+    data = encode_state(state)
+    assert decode_state(data) == state
+    assert encode_state(decode_state(data)) == data
