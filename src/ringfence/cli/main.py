@@ -48,6 +48,9 @@ def _register() -> None:
     cli.add_command(demo.demo)
     cli.add_command(gateway.gateway)
     cli.add_command(gateway.inventory)
+    from ringfence.cli import owasp
+
+    cli.add_command(owasp.owasp)
 
 
 _register()

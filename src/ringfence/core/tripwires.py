@@ -158,7 +158,18 @@ class TripwireReport:
 
 
 class InjectionClassifier(Protocol):
-    """An optional detector, typically an ML model, run after the deterministic ones."""
+    """An optional detector, typically an ML model, run after the deterministic ones.
+
+    For example, a wrapper around a local prompt-injection model::
+
+        class ModelClassifier:
+            def classify(self, text: str) -> Sequence[Finding]:
+                score = model.score(text[:2000])  # the caller's model, loaded by the caller
+                if score < 0.9:
+                    return []
+                return [Finding("classifier.model", Severity.MEDIUM, "", text[:80],
+                                f"score {score:.2f}", "injection")]
+    """
 
     def classify(self, text: str) -> Sequence[Finding]:
         """Findings for one folded string; pointers are set by the caller."""
@@ -209,6 +220,8 @@ class _Walk:
             if isinstance(value, str):
                 if value:
                     self.text(value, json_pointer(path), is_value=not is_key)
+                if self.truncated and self.budget <= 0:
+                    return  # nothing more will be read
             elif isinstance(value, Mapping | list | tuple):
                 if len(path) >= self.limits.max_depth:
                     self.stop(json_pointer(path), f"depth limit of {self.limits.max_depth} reached")
