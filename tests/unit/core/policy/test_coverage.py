@@ -19,8 +19,14 @@ RICH = textwrap.dedent(
       run_shell: {args: {type: object, properties: {command: {type: string}}}}
     rules:
       - {id: mail, effect: allow, tool: send_email, role: assistant}
-      - {id: injected-recipient, effect: deny, tool: send_email, when: {arg: to, provenance: untrusted_only}}
-      - {id: tainted, effect: require_approval, tool: send_email, when: {field: labels, contains: untrusted}}
+      - id: injected-recipient
+        effect: deny
+        tool: send_email
+        when: {arg: to, provenance: untrusted_only}
+      - id: tainted
+        effect: require_approval
+        tool: send_email
+        when: {field: labels, contains: untrusted}
       - {id: loop, effect: deny, when: {field: state.repeats, ge: 3}}
       - {id: shell, effect: require_approval, tool: run_shell}
       - {id: delete, effect: require_approval, tool: delete_everything}
