@@ -51,6 +51,12 @@ def _register() -> None:
     from ringfence.cli import owasp
 
     cli.add_command(owasp.owasp)
+    from ringfence.cli import eval as eval_cmd
+
+    cli.add_command(eval_cmd.eval_)
+    from ringfence.cli import init
+
+    cli.add_command(init.init)
 
 
 _register()

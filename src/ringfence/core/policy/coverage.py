@@ -133,8 +133,7 @@ def owasp_coverage(policy: Policy, features: Features) -> list[Coverage]:
         r
         for r in rules
         if "agent_message" in (r.kinds or ())
-        or (r.cel
-        and "delegation" in r.cel)
+        or (r.cel and "delegation" in r.cel)
         or any(c.subject == ("delegation",) for c in _leaves(r.when))
     ]
     declared = [t for t in policy.tools.values() if t.schema is not None]

@@ -1,0 +1,1 @@
+"""Tests of the default policy pack (ringfence.pack) and ``ringfence init``."""
