@@ -37,7 +37,7 @@ from mcp.shared.dispatcher import ProgressFnT as Progress
 
 from ringfence.adapters.mcp.catalog import Catalog, ToolEntry
 from ringfence.adapters.mcp.config import SEPARATOR, GatewayConfig, Identity
-from ringfence.adapters.mcp.upstream import Upstream, UpstreamUnavailable
+from ringfence.adapters.mcp.upstream import Upstream, UpstreamUnavailable, collect_pages
 from ringfence.core.action import Action, ActionKind, Resource, argument_problem
 from ringfence.core.decision import Decision, Effect
 from ringfence.runtime.guard import APPROVAL_RULE, Guard
@@ -444,18 +444,7 @@ class Gateway:
 async def _pages(
     upstream: Upstream, page: Callable[[Client, str | None], Any], field: str
 ) -> list[Any]:
-    async def fetch(client: Client) -> list[Any]:
-        items: list[Any] = []
-        cursor: str | None = None
-        for _ in range(1000):
-            result = await page(client, cursor)
-            items.extend(getattr(result, field))
-            cursor = result.next_cursor
-            if not cursor:
-                break
-        return items
-
-    return await upstream.request(fetch)
+    return await upstream.request(lambda c: collect_pages(c, page, field, upstream.name))
 
 
 def _upstream_error(exc: UpstreamUnavailable | MCPError, decision: Decision) -> GatewayError:
@@ -512,12 +501,6 @@ def _check_schema(entry: ToolEntry, args: dict[str, Any]) -> str | None:
 
 
 async def _all_tools(upstream: Upstream, client: Client) -> list[types.Tool]:
-    tools: list[types.Tool] = []
-    cursor: str | None = None
-    for _ in range(1000):
-        page = await client.list_tools(cursor=cursor, cache_mode="bypass")
-        tools.extend(page.tools)
-        cursor = page.next_cursor
-        if not cursor:
-            return tools
-    raise UpstreamUnavailable(upstream.name, "listed more than 1000 pages of tools")
+    return await collect_pages(
+        client, lambda c, cur: c.list_tools(cursor=cur, cache_mode="bypass"), "tools", upstream.name
+    )

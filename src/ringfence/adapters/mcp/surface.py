@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -30,6 +29,7 @@ from typing import Any, Literal
 import msgspec
 
 from ringfence.core.action import Limits, argument_problem
+from ringfence.core.textscan import json_pointer, reveal
 from ringfence.errors import InputError
 
 __all__ = [
@@ -213,11 +213,6 @@ class SurfaceDiff:
 _MISSING: Any = object()
 
 
-def json_pointer(parts: Iterable[str | int]) -> str:
-    """RFC 6901 pointer for a path of keys and indices."""
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
-
-
 def _same(a: Any, b: Any) -> bool:
     # True == 1 and 1 == 1.0 in Python, but they are different JSON and different bytes.
     if type(a) is not type(b):
@@ -302,33 +297,6 @@ def diff_surfaces(old: ServerSurface, new: ServerSurface) -> SurfaceDiff:
 
 # Characters shown as \u{...} when rendered: invisible, formatting, control and unassigned code
 # points, and every space except U+0020 (a reviewer must see exactly what the model reads).
-_SHOWN_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cn", "Cs", "Zl", "Zp", "Zs"})
-_INVISIBLE_LETTERS = frozenset({0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800, 0x034F})
-
-
-def _hidden(cp: int, cat: str) -> bool:
-    return (
-        cat in _SHOWN_CATEGORIES
-        or 0xFE00 <= cp <= 0xFE0F
-        or 0xE0100 <= cp <= 0xE01EF
-        or cp in _INVISIBLE_LETTERS
-    )
-
-
-def reveal(text: str) -> str:
-    """``text`` with hidden characters written as ``\\u{XXXX}`` (newline, tab and space kept)."""
-    if text.isascii() and text.isprintable():
-        return text
-    out = []
-    for ch in text:
-        cp = ord(ch)
-        if ch in "\n\t " or not _hidden(cp, unicodedata.category(ch)):
-            out.append(ch)
-        else:
-            out.append(f"\\u{{{cp:04X}}}")
-    return "".join(out)
-
-
 def _json_text(value: Any) -> str:
     return reveal(msgspec.json.format(_encode(value), indent=2).decode())
 

@@ -27,7 +27,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from ringfence import __version__
 from ringfence.adapters.mcp.config import ServerConfig
 
-__all__ = ["Upstream", "UpstreamUnavailable"]
+__all__ = ["Upstream", "UpstreamUnavailable", "collect_pages"]
 
 log = logging.getLogger("ringfence.gateway")
 T = TypeVar("T")
@@ -202,21 +202,20 @@ class Upstream:
             self.status = "restarting" if self.config.restart else "unavailable"
         broken.set()
 
-    async def list_tools(self) -> list[types.Tool]:
-        """Every tool, across all pages."""
 
-        async def fetch(client: Client) -> list[types.Tool]:
-            tools: list[types.Tool] = []
-            cursor: str | None = None
-            for _ in range(MAX_PAGES):
-                page = await client.list_tools(cursor=cursor, cache_mode="bypass")
-                tools.extend(page.tools)
-                cursor = page.next_cursor
-                if not cursor:
-                    return tools
-            raise UpstreamUnavailable(self.name, f"listed more than {MAX_PAGES} pages of tools")
-
-        return await self.request(fetch)
+async def collect_pages(
+    client: Client, page: Callable[[Client, str | None], Awaitable[Any]], field: str, server: str
+) -> list[Any]:
+    """Every item of a paginated listing (``field`` of each page), following cursors."""
+    items: list[Any] = []
+    cursor: str | None = None
+    for _ in range(MAX_PAGES):
+        result = await page(client, cursor)
+        items.extend(getattr(result, field))
+        cursor = result.next_cursor
+        if not cursor:
+            return items
+    raise UpstreamUnavailable(server, f"listed more than {MAX_PAGES} pages of {field}")
 
 
 def _describe(exc: BaseException) -> str:
