@@ -13,6 +13,7 @@ from ringfence.runtime.audit import AuditLog
 from ringfence.runtime.guard import Enforcement, Guard
 from ringfence.runtime.ports import Approver
 from ringfence.stores.keys import load_or_create_signing_key
+from ringfence.stores.sessions import SQLiteSessionStore
 from ringfence.stores.sqlite import SQLiteAuditStore
 
 __all__ = ["DEFAULT_DATA_DIR", "open_audit_log", "open_guard"]
@@ -53,6 +54,14 @@ def open_guard(
     """A Guard over ``policy`` (a Policy or policy file/folder) recording to ``data_dir``."""
     compiled = policy if isinstance(policy, Policy) else load_policy(policy)
     audit = open_audit_log(data_dir, durability=durability)
+    if "sessions" not in guard_options:
+        # Session state (labels, counters, provenance) shared by every process using this
+        # folder, and kept across restarts: a restart must not wash a session clean.
+        try:
+            guard_options["sessions"] = SQLiteSessionStore(Path(data_dir) / "sessions.sqlite")
+        except BaseException:
+            audit.close()
+            raise
     return Guard(
         compiled,
         audit=audit,

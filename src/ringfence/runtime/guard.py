@@ -121,8 +121,13 @@ class Guard:
         return self._enforcement
 
     def close(self) -> None:
-        """Close the audit log (writes a final signed checkpoint)."""
-        self.audit.close()
+        """Close the audit log (writes a final signed checkpoint) and the session store."""
+        try:
+            self.audit.close()
+        finally:
+            close = getattr(self.sessions.store, "close", None)
+            if close is not None:
+                close()
 
     def __enter__(self) -> Guard:
         return self

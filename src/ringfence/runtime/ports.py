@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol, runtime_checkable
 
 from ringfence.core.action import Action
@@ -66,12 +66,16 @@ class Approver(Protocol):
 
 
 class SessionStore(Protocol):
-    """Where session states live (labels, counters, provenance); see runtime/sessions.py."""
+    """Where session states live (labels, counters, provenance); see runtime/sessions.py.
+
+    ``update`` must be atomic for every user of the store (threads, and processes for a shared
+    store): a lost update could lose a label such as ``untrusted``.
+    """
 
     def load(self, session: str) -> SessionState | None:
         """The state of ``session``, or None."""
         ...
 
-    def save(self, session: str, state: SessionState) -> None:
-        """Store the new state of ``session``."""
+    def update(self, session: str, change: Callable[[SessionState], SessionState]) -> SessionState:
+        """Replace the state by ``change(state)`` (an empty state if none); the new state."""
         ...

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -84,23 +84,25 @@ class MemorySessionStore:
                 self._states.move_to_end(session)
             return state
 
-    def save(self, session: str, state: SessionState) -> None:
-        """Store the new state of ``session``."""
+    def update(self, session: str, change: Callable[[SessionState], SessionState]) -> SessionState:
+        """Replace the state of ``session`` by ``change(state)``, atomically."""
         with self._lock:
+            state = change(self._states.get(session) or SessionState())
             self._states[session] = state
             self._states.move_to_end(session)
             while len(self._states) > self._max:
                 self._states.popitem(last=False)
+            return state
 
 
 class Sessions:
-    """The Guard's view of its session store (read-modify-write under one lock)."""
+    """The Guard's view of its session store: every change is one atomic ``update``."""
 
     def __init__(self, store: Any = None, *, tripwires: bool = True) -> None:
         self.store = store if store is not None else MemorySessionStore()
-        self._lock = threading.RLock()
         self._tripwires = tripwires
         self._requests: OrderedDict[str, str] = OrderedDict()
+        self._requests_lock = threading.Lock()
 
     def state(self, session: str) -> SessionState:
         """The session's state (an empty one if it has none)."""
@@ -111,17 +113,19 @@ class Sessions:
         session = action.session
         if session is None:
             return action
-        with self._lock:
-            state = self.state(session)
-            request = action.request
-            if request and self._requests.get(session) != request:
-                # The user's own words: what they name is theirs (recipients, links, paths).
-                state = state.observe(request, Source.USER)
-                self.store.save(session, state)
-                self._requests[session] = request
+        request = action.request
+        with self._requests_lock:
+            new_request = bool(request) and self._requests.get(session) != request
+            if new_request:
+                self._requests[session] = request  # type: ignore[assignment]
                 self._requests.move_to_end(session)
                 while len(self._requests) > MAX_REQUESTS_SEEN:
                     self._requests.popitem(last=False)
+        if new_request:
+            # The user's own words: what they name is theirs (recipients, links, paths).
+            state = self.store.update(session, lambda s: s.observe(request, Source.USER))
+        else:
+            state = self.state(session)
         digest = call_digest(action.tool, action.args)
         view = SessionView(state, state.repeats(digest), digest)
         labels = action.labels | state.labels if state.labels else action.labels
@@ -137,13 +141,16 @@ class Sessions:
         else:
             digest = call_digest(action.tool, action.args)
         ob = decision.obligations
-        with self._lock:
-            state = self.state(session).with_call(action.tool, digest)
+
+        def change(state: SessionState) -> SessionState:
+            state = state.with_call(action.tool, digest)
             if ob.labels:
                 state = state.with_labels(ob.labels)
             for name, n in ob.counts:
                 state = state.with_counter(name, n)
-            self.store.save(session, state)
+            return state
+
+        self.store.update(session, change)
 
     def observed(self, session: str, content: Any, labels: tuple[str, ...]) -> tuple[str, ...]:
         """Take a tool's result into the session; the labels it brought (incl. tripwires)."""
@@ -152,14 +159,14 @@ class Sessions:
         untrusted = UNTRUSTED in labels or bool(trip)
         added = set(labels) | trip | ({UNTRUSTED} if untrusted else set())
         source = Source.UNTRUSTED if untrusted else Source.TRUSTED
-        with self._lock:
-            state = self.state(session).observe(content, source)
-            if added:
-                state = state.with_labels(added)
-            self.store.save(session, state)
+
+        def change(state: SessionState) -> SessionState:
+            state = state.observe(content, source)
+            return state.with_labels(added) if added else state
+
+        self.store.update(session, change)
         return tuple(sorted(added))
 
     def add_labels(self, session: str, labels: tuple[str, ...]) -> None:
         """Add labels to a session directly."""
-        with self._lock:
-            self.store.save(session, self.state(session).with_labels(labels))
+        self.store.update(session, lambda s: s.with_labels(labels))

@@ -165,7 +165,7 @@ def test_a_failing_session_store_denies(make_guard: GuardFactory) -> None:
         def load(self, session: str) -> Any:
             return None
 
-        def save(self, session: str, state: Any) -> None:
+        def update(self, session: str, change: Any) -> Any:
             raise OSError("disk gone")
 
     guard = make_guard(POLICY, sessions=Broken())
