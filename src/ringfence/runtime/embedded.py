@@ -51,12 +51,16 @@ def open_guard(
     enforcement: Enforcement = Enforcement.ENFORCE,
     **guard_options: Any,
 ) -> Guard:
-    """A Guard over ``policy`` (a Policy or policy file/folder) recording to ``data_dir``."""
+    """A Guard over ``policy`` (a Policy or policy file/folder) recording to ``data_dir``.
+
+    Session state is kept in memory unless ``persistent_sessions=True`` puts it in
+    ``data_dir/sessions.sqlite`` (shared by processes, kept across restarts; each update
+    rewrites the session's whole state, so it costs more as a session's history grows).
+    """
     compiled = policy if isinstance(policy, Policy) else load_policy(policy)
     audit = open_audit_log(data_dir, durability=durability)
-    if "sessions" not in guard_options:
-        # Session state (labels, counters, provenance) shared by every process using this
-        # folder, and kept across restarts: a restart must not wash a session clean.
+    if guard_options.pop("persistent_sessions", False):
+        # Session state shared by every process using this folder and kept across restarts.
         try:
             guard_options["sessions"] = SQLiteSessionStore(Path(data_dir) / "sessions.sqlite")
         except BaseException:

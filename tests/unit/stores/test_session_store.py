@@ -96,14 +96,14 @@ def test_a_corrupt_row_is_an_error_not_a_fresh_state(tmp_path: Path) -> None:
 
 def test_the_embedded_guard_keeps_session_state_across_restarts(tmp_path: Path) -> None:
     policy = ringfence.policy_from_text(POLICY)
-    guard = ringfence.open_guard(policy, data_dir=tmp_path)
+    guard = ringfence.open_guard(policy, data_dir=tmp_path, persistent_sessions=True)
     with guard.context(session="s-1"):
         fetch = guard.action("fetch", {"url": "https://x.example/"})
     decision = guard.check(fetch)
     guard.record_outcome(fetch, decision, started_ns=0, result={"text": "page"})
     guard.close()
 
-    guard = ringfence.open_guard(policy, data_dir=tmp_path)  # a restart
+    guard = ringfence.open_guard(policy, data_dir=tmp_path, persistent_sessions=True)  # a restart
     assert "untrusted" in guard.session_labels("s-1")
     with guard.context(session="s-1"):
         send = guard.action("send", {"to": "a@corp.example"})
@@ -113,14 +113,14 @@ def test_the_embedded_guard_keeps_session_state_across_restarts(tmp_path: Path) 
 
 def test_the_embedded_guard_denies_when_its_session_row_is_corrupt(tmp_path: Path) -> None:
     policy = ringfence.policy_from_text(POLICY)
-    guard = ringfence.open_guard(policy, data_dir=tmp_path)
+    guard = ringfence.open_guard(policy, data_dir=tmp_path, persistent_sessions=True)
     guard.label_session("s-1", ("untrusted",))
     guard.close()
     db = sqlite3.connect(tmp_path / "sessions.sqlite")
     db.execute("UPDATE sessions SET data = x'00ff'")
     db.commit()
     db.close()
-    guard = ringfence.open_guard(policy, data_dir=tmp_path)
+    guard = ringfence.open_guard(policy, data_dir=tmp_path, persistent_sessions=True)
     with guard.context(session="s-1"):
         send = guard.action("send", {"to": "a@corp.example"})
     decision = guard.check(send)
