@@ -145,11 +145,13 @@ def test_fold_equals_the_character_loop(text: str) -> None:
     assert fold(text) == naive_fold(text)
 
 
+def test_the_mcp_surface_uses_this_reveal_not_a_copy() -> None:
+    assert surface_reveal is reveal
+
+
 @SETTINGS
 @given(TEXTS)
-def test_reveal_agrees_with_the_mcp_surface(text: str) -> None:
-    # Two copies exist until surface.py imports this one; they must not drift apart.
-    assert reveal(text) == surface_reveal(text)
+def test_reveal_output_is_printable(text: str) -> None:
     shown = reveal(text)
     assert all(ch in "\n\t" or ch.isprintable() for ch in shown)
 
