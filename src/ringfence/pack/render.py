@@ -70,7 +70,14 @@ SETTINGS: Mapping[str, Setting] = {
     "max_events": Setting(30, "calendar events created per session", "calendar"),
     "max_payments": Setting(10, "payments per session", "payments"),
     "payment_approval_above": Setting(
-        1000, "a payment above this amount (any currency) needs approval", "payments", 0
+        1000,
+        "a payment above this amount (any currency) needs approval, unless the user stated "
+        "the amount and the IBAN",
+        "payments",
+        0,
+    ),
+    "payment_always_approve_above": Setting(
+        10000, "a payment above this amount needs approval whoever stated it", "payments", 0
     ),
     "max_exports": Setting(3, "table exports per session", "database"),
 }

@@ -355,10 +355,13 @@ class Guard:
         session = action.session
         if session is not None and error is None:
             declared = self.policy.tools.get(action.tool)
-            if declared is not None and declared.labels:
-                labels = tuple(sorted({*labels, *declared.labels}))
+            named = None
+            if declared is not None:
+                if declared.labels:
+                    labels = tuple(sorted({*labels, *declared.labels}))
+                named = declared.user_named
             try:
-                labels = self.sessions.observed(session, result, labels)
+                labels = self.sessions.observed(session, result, labels, named)
             except Exception:
                 log.exception("session store failed observing %s", decision.decision_id)
         elif session is not None and labels:

@@ -152,8 +152,15 @@ class Sessions:
 
         self.store.update(session, change)
 
-    def observed(self, session: str, content: Any, labels: tuple[str, ...]) -> tuple[str, ...]:
-        """Take a tool's result into the session; the labels it brought (incl. tripwires)."""
+    def observed(
+        self,
+        session: str,
+        content: Any,
+        labels: tuple[str, ...],
+        named: tuple[tuple[str, ...], tuple[str, ...]] | None = None,
+    ) -> tuple[str, ...]:
+        """Take a tool's result into the session; the labels it brought (incl. tripwires).
+        ``named`` is the tool's ``user_named`` declaration (by, vouch), if it has one."""
         trip = set(scan_output(content).labels) if self._tripwires else set()
         # A tripwire in any tool's output makes that output untrusted, whatever the tool.
         untrusted = UNTRUSTED in labels or bool(trip)
@@ -161,7 +168,7 @@ class Sessions:
         source = Source.UNTRUSTED if untrusted else Source.TRUSTED
 
         def change(state: SessionState) -> SessionState:
-            state = state.observe(content, source)
+            state = state.observe(content, source, named=named)
             return state.with_labels(added) if added else state
 
         self.store.update(session, change)

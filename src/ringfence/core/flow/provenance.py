@@ -37,11 +37,25 @@ untrusted-only as soon as the session has seen any untrusted part.
 A value with no parts at all (short strings, common words, small numbers) is vacuously
 ``from_user`` and ``trusted`` and is none of the other three: provenance says nothing
 about it, so a policy that needs a destination to be traceable must say so.
+
+Two questions compare whole values instead of parts, for ids, names and amounts that have
+no significant parts (``C-20991``, ``i-0a41f2c9e1d7``, ``1450``):
+
+* :meth:`Provenance.stated` — the user's own text contains the value as a whole token
+  (``lt-runner`` is not in "delete lt-runner-1"), or the same number in any usual notation.
+  Never vacuously true.
+* :meth:`Provenance.user_named` — stated, or vouched for by a record the user named: when a
+  tool declares ``user_named: {by: [id], vouch: [from]}``, a result record whose ``id`` the
+  user stated ("reply to sup-55120") vouches for its ``from`` address (:func:`named_values`).
+  A vouched value is *named*, not *from the user*: ``from_user`` stays false for it, so a
+  rule that lets only the user's own words send sensitive data out still holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
@@ -49,9 +63,16 @@ from typing import Any
 import msgspec
 
 from ringfence.core.flow.parts import Part, PartKind, url_domain
-from ringfence.core.flow.values import DEFAULT_LIMITS, FlowLimits, parts_of, scan
+from ringfence.core.flow.values import (
+    DEFAULT_LIMITS,
+    STOPWORDS,
+    FlowLimits,
+    normalise_text,
+    parts_of,
+    scan,
+)
 
-__all__ = ["Provenance", "Seen", "Source"]
+__all__ = ["Provenance", "Seen", "Source", "named_values"]
 
 # A needle occurring this often without a word-bounded hit is treated as not found, which
 # only ever makes a value look less trusted; it keeps a pathological corpus cheap.
@@ -86,6 +107,12 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
     def corpus(self) -> str:
         """``texts`` joined by newlines (normalised text contains none)."""
         return "\n".join(self.texts)
+
+    @cached_property
+    def numbers(self) -> frozenset[Decimal]:
+        """Every number written in ``texts``, under each reading of its separators
+        (``1,450`` is 1450 and 1.45; ``1.450,00`` is 1450)."""
+        return frozenset(n for token in _NUMBER.findall(self.corpus) for n in _readings(token))
 
     def covers(self, part: Part, *, by_domain: bool = True) -> bool:
         """Whether this source showed ``part`` (see the module docstring for the rules)."""
@@ -156,13 +183,162 @@ def _contains_word(haystack: str, needle: str, word_chars: str) -> bool:
     return False
 
 
-class Provenance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+# A number standing alone: not part of a longer token (``2024-1187``, ``v1.2``, ``a/12``).
+_NUMBER = re.compile(r"(?<![\w.,'/-])\d+(?:[.,']\d+)*(?![\w/-])")
+_MAX_NUMBER_DIGITS = 40
+# A record field is taken as named by the user only through a value this long (normalised).
+_MIN_NAMED = 4
+_TYPE_PREFIX = re.compile(r"[a-z][a-z0-9_]{0,31}:(?!//)")
+
+
+def _readings(token: str) -> set[Decimal]:
+    """The numbers ``token`` (digits and ``. , '`` separators) can be read as."""
+    plain = token.replace("'", "")
+    if len(plain) > _MAX_NUMBER_DIGITS:
+        return set()
+    groups = re.split(r"[.,]", plain)
+    out: set[Decimal] = set()
+    if all(len(g) == 3 for g in groups[1:]):  # every separator a thousands separator
+        out.add(Decimal("".join(groups)))
+    cut = max(plain.rfind("."), plain.rfind(","))
+    if cut > 0:  # the last separator the decimal point, the others thousands separators
+        head = re.split(r"[.,]", plain[:cut])
+        if all(len(g) == 3 for g in head[1:]) and plain[cut] not in plain[:cut]:
+            out.add(Decimal(f"{''.join(head)}.{plain[cut + 1 :]}"))
+    return out
+
+
+def _strings(value: Any) -> list[str] | None:
+    """The strings (and integers, as text) a ``stated`` / ``user_named`` question is about;
+    None if ``value`` holds anything else (a dict, a bool, None) or nothing at all."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            out.append(item)
+        elif type(item) is int:
+            out.append(str(item))
+        else:
+            return None
+    return out or None
+
+
+def _normal(text: str) -> str:
+    """``text`` normalised for whole-value comparison: case-folded, whitespace collapsed,
+    punctuation trimmed from both ends."""
+    norm = normalise_text(text)
+    lo, hi = 0, len(norm)
+    while lo < hi and not norm[lo].isalnum():
+        lo += 1
+    while hi > lo and not norm[hi - 1].isalnum():
+        hi -= 1
+    return norm[lo:hi]
+
+
+def _forms(text: str) -> list[str]:
+    """``text`` normalised, and without a resource type prefix (``recipient:a@b.example``)."""
+    if len(text) > MAX_NAMED_CHARS:
+        return []
+    norm = _normal(text)
+    prefix = _TYPE_PREFIX.match(text)
+    return [norm, _normal(text[prefix.end() :])] if prefix else [norm]
+
+
+MAX_NAMED_CHARS = 256
+"""The longest value :func:`named_values` records (longer field values are not recorded)."""
+
+
+def named_values(
+    content: Any,
+    user: Seen,
+    by: Sequence[str],
+    vouch: Sequence[str],
+    *,
+    limits: FlowLimits = DEFAULT_LIMITS,
+) -> list[str]:
+    """The values a record the user named vouches for: in every dict inside ``content``
+    (a tool result) that has a field in ``by`` whose whole value the user's text contains
+    (see :meth:`Provenance.stated`; at least four characters, not a stop word), the values
+    of the fields in ``vouch`` — each whole (normalised) and each significant part of it.
+
+    "Reply to sup-55120" names the message whose ``id`` is ``sup-55120``, so its ``from``
+    address is the one the user meant; "delete lt-runner-1" names the instance whose
+    ``name`` that is, so its ``id`` is.  Only the fields the policy lists are vouched for:
+    the rest of a record the user named (a description, a body) stays what it was.
+    Bounded by ``limits.scan_nodes`` (values visited); a cut walk vouches for less.
+    """
+    if not by or not vouch or not user.texts:
+        return []
+    out: dict[str, None] = {}
+    stack: list[Any] = [content]
+    nodes = 0
+    while stack:
+        node = stack.pop()
+        nodes += 1
+        if nodes > limits.scan_nodes:
+            break
+        if isinstance(node, dict):
+            if any(_names(user, node.get(key)) for key in by):
+                for key in vouch:
+                    for text in _strings(node.get(key)) or ():
+                        if len(text) > MAX_NAMED_CHARS:
+                            continue
+                        out[_normal(text)] = None
+                        for part in parts_of(text, limits):
+                            out[part.value.casefold()] = None
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return [v for v in out if v and len(v) <= MAX_NAMED_CHARS]
+
+
+def _names(user: Seen, value: Any) -> bool:
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        return False
+    norm = _normal(str(value))
+    if len(norm) < _MIN_NAMED or norm in STOPWORDS or len(norm) > MAX_NAMED_CHARS:
+        return False
+    return _contains_token(user.corpus, norm)
+
+
+def _contains_token(haystack: str, needle: str) -> bool:
+    """Whether ``needle`` occurs in ``haystack`` as a whole token: not preceded or followed
+    by a letter, a digit, ``- _ @ /``, or a ``.`` / ``,`` that continues the token
+    (``lt-runner`` is not in "lt-runner-1"; ``a@b.example`` is in "mail a@b.example.")."""
+    start = 0
+    for _ in range(_MAX_OCCURRENCES):
+        i = haystack.find(needle, start)
+        if i < 0:
+            return False
+        j = i + len(needle)
+        before = haystack[i - 1] if i else " "
+        after = haystack[j] if j < len(haystack) else " "
+        after2 = haystack[j + 1] if j + 1 < len(haystack) else " "
+        if not (
+            before.isalnum()
+            or before in _JOINERS
+            or (before in ".," and i > 1 and haystack[i - 2].isalnum())
+            or after.isalnum()
+            or after in _JOINERS
+            or (after in ".," and after2.isalnum())
+        ):
+            return True
+        start = i + 1
+    return False
+
+
+_JOINERS = "-_@/"
+
+
+class Provenance(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
     """The parts each source showed the session.  Immutable: :meth:`observe` returns a new
     value.  The predicates take any JSON-like value (an argument, a list of recipients)."""
 
     user_seen: Seen = Seen()
     trusted_seen: Seen = Seen()
     untrusted_seen: Seen = Seen()
+    named: tuple[str, ...] = ()
+    """Values records the user named vouch for (see :func:`named_values`), oldest first."""
 
     def seen(self, source: Source) -> Seen:
         """The record for ``source``."""
@@ -186,10 +362,64 @@ class Provenance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         if seen is self.seen(source):
             return self
         if source is Source.USER:
-            return Provenance(seen, self.trusted_seen, self.untrusted_seen)
+            return Provenance(seen, self.trusted_seen, self.untrusted_seen, self.named)
         if source is Source.TRUSTED:
-            return Provenance(self.user_seen, seen, self.untrusted_seen)
-        return Provenance(self.user_seen, self.trusted_seen, seen)
+            return Provenance(self.user_seen, seen, self.untrusted_seen, self.named)
+        return Provenance(self.user_seen, self.trusted_seen, seen, self.named)
+
+    def with_named(
+        self, values: Iterable[str], *, limits: FlowLimits = DEFAULT_LIMITS
+    ) -> Provenance:
+        """This provenance with ``values`` (from :func:`named_values`) vouched for; at most
+        ``limits.named_values`` are kept, the oldest dropped first (which only ever makes a
+        value look less named)."""
+        new = dict.fromkeys(values)
+        if not new:
+            return self
+        merged = [v for v in self.named if v not in new]
+        merged.extend(new)
+        kept = tuple(merged[-limits.named_values :]) if limits.named_values > 0 else ()
+        return Provenance(self.user_seen, self.trusted_seen, self.untrusted_seen, kept)
+
+    @cached_property
+    def _named_set(self) -> frozenset[str]:
+        return frozenset(self.named)
+
+    def stated(self, value: Any) -> bool:
+        """The user's own text contains ``value`` whole: every string of it (a list: every
+        element) between word boundaries, case-folded, punctuation trimmed — or, for a
+        number, the same number in any usual notation (``1450`` / ``1,450.00`` /
+        ``1.450,00``).  False for values with nothing to compare (None, bools, dicts, an
+        empty list or string): unlike ``from_user`` this question is never vacuously true.
+        A ``type:`` prefix (``recipient:``) is ignored, for resources."""
+        user = self.user_seen
+        if not user.texts:
+            return False
+        if isinstance(value, float) or (type(value) is int and abs(value) < 10**_MAX_NUMBER_DIGITS):
+            try:
+                return Decimal(repr(value)) in user.numbers
+            except InvalidOperation:
+                return False
+        texts = _strings(value)
+        if texts is None:
+            return False
+        return all(
+            any(form and _contains_token(user.corpus, form) for form in _forms(t)) for t in texts
+        )
+
+    def user_named(self, value: Any) -> bool:
+        """The user named ``value``: :meth:`stated`, or every string of it is a value a record
+        the user named vouches for (:func:`named_values`, compared whole, normalised)."""
+        if self.stated(value):
+            return True
+        texts = _strings(value)
+        if texts is None:
+            return False
+        named, corpus = self._named_set, self.user_seen.corpus
+        return all(
+            any(form and (form in named or _contains_token(corpus, form)) for form in _forms(t))
+            for t in texts
+        )
 
     def sources_of(
         self, value: Any, *, by_domain: bool = True, limits: FlowLimits = DEFAULT_LIMITS

@@ -21,13 +21,19 @@ never dropped; too many labels is an error.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Annotated, Any
 
 import msgspec
 
 from ringfence.core.flow.parts import PartKind
-from ringfence.core.flow.provenance import Provenance, Seen, Source
+from ringfence.core.flow.provenance import (
+    MAX_NAMED_CHARS,
+    Provenance,
+    Seen,
+    Source,
+    named_values,
+)
 from ringfence.core.flow.values import DEFAULT_LIMITS, FlowLimits
 from ringfence.errors import InputError
 
@@ -132,13 +138,25 @@ class SessionState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return self.recent.count(args_digest)
 
     def observe(
-        self, content: Any, source: Source, *, limits: FlowLimits = DEFAULT_LIMITS
+        self,
+        content: Any,
+        source: Source,
+        *,
+        named: tuple[Sequence[str], Sequence[str]] | None = None,
+        limits: FlowLimits = DEFAULT_LIMITS,
     ) -> SessionState:
         """This state after ``source`` showed the session ``content`` (a tool result, the
         user's request).  UNTRUSTED content adds :data:`UNTRUSTED_LABEL`, even when it
-        has no significant parts: the injected text itself is the risk."""
+        has no significant parts: the injected text itself is the risk.
+
+        ``named`` is the tool's ``(by, vouch)`` field names: records in ``content`` the user
+        named by a ``by`` field vouch for their ``vouch`` fields (:func:`named_values`)."""
         source = Source(source)
         provenance = self.provenance.observe(content, source, limits=limits)
+        if named is not None:
+            by, vouch = named
+            values = named_values(content, provenance.user_seen, by, vouch, limits=limits)
+            provenance = provenance.with_named(values, limits=limits)
         labels = self.labels
         if source is Source.UNTRUSTED and UNTRUSTED_LABEL not in labels:
             labels = labels | {UNTRUSTED_LABEL}
@@ -241,6 +259,11 @@ def _state_problem(state: SessionState, limits: FlowLimits) -> str | None:
     ):
         if len(counts) - (OTHER in counts) > cap:
             return f"more than {cap} names - at `$.{field}`"
+    named = state.provenance.named
+    if len(named) > limits.named_values:
+        return f"more than {limits.named_values} named values - at `$.provenance.named`"
+    if any(len(v) > MAX_NAMED_CHARS for v in named):
+        return f"a named value longer than {MAX_NAMED_CHARS} characters - at `$.provenance.named`"
     for source in Source:
         seen = state.provenance.seen(source)
         where = f"`$.provenance.{source.value}_seen.parts`"

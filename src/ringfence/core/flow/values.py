@@ -54,7 +54,8 @@ class FlowLimits(msgspec.Struct, frozen=True):
 
     ``scan_parts`` / ``scan_bytes`` / ``scan_nodes``: per :func:`parts_of` call (distinct
     parts, bytes of string, values visited).  ``parts_per_source`` and
-    ``text_chars_per_source``: what :class:`~.provenance.Provenance` keeps per source.
+    ``text_chars_per_source``: what :class:`~.provenance.Provenance` keeps per source;
+    ``named_values``: how many values records the user named vouch for it keeps.
     ``counters`` / ``tools``: distinct names before the shared bucket.  ``recent``: the
     call-digest window.  ``labels`` / ``label_chars``: label count (an error beyond it) and
     the length of any label, counter or tool name.  ``state_bytes``: the encoded size cap.
@@ -64,6 +65,7 @@ class FlowLimits(msgspec.Struct, frozen=True):
     scan_bytes: int = 1 << 20
     scan_nodes: int = 100_000
     parts_per_source: int = 4096
+    named_values: int = 512
     text_chars_per_source: int = 32_768
     counters: int = 256
     tools: int = 256

@@ -5,7 +5,8 @@ fields: kind, tool, agent, roles, user, delegation, session, trace_id, span_id, 
 reason, labels, resources (declared and derived) as "type:value" strings, time_ns, context)
 and ``state`` (the session's ``calls``, ``repeats``, ``counters`` and ``tool_calls``), and
 may call the provenance functions ``untrusted_only(v)``, ``unknown(v)``, ``not_trusted(v)``,
-``from_user(v)`` and ``trusted(v)`` (the ``provenance`` operator's questions).
+``from_user(v)``, ``trusted(v)``, ``stated(v)`` and ``user_named(v)`` (the ``provenance``
+operator's questions).
 It must evaluate to a bool; anything else, and any runtime error, is an evaluation error.
 """
 
@@ -19,7 +20,7 @@ from ringfence.core.action import Action, Resource
 
 CEL_VARIABLES = frozenset({"action", "args", "state"})
 PROVENANCE_FUNCTIONS = frozenset(
-    {"untrusted_only", "unknown", "not_trusted", "from_user", "trusted"}
+    {"untrusted_only", "unknown", "not_trusted", "from_user", "trusted", "stated", "user_named"}
 )
 # Functions the Rust runtime really has (each checked by evaluating it); anything else would
 # fail at every evaluation, so it is a load error rather than a rule that always errs.

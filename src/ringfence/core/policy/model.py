@@ -15,7 +15,15 @@ MEMBER_OPS = ("in", "not_in")
 OTHER_OPS = ("contains", "exists", "provenance")
 # Operands of ``provenance``: where the value's significant parts (addresses, links, account
 # numbers, paths, …) were seen in the session — see ringfence.core.flow.
-PROVENANCE = ("untrusted_only", "unknown", "not_trusted", "from_user", "trusted")
+PROVENANCE = (
+    "untrusted_only",
+    "unknown",
+    "not_trusted",
+    "from_user",
+    "trusted",
+    "stated",
+    "user_named",
+)
 # ``field: state.…`` — the session's state when the action is decided.
 STATE_FIELDS = ("calls", "repeats", "counters", "tool_calls")
 OPERATORS = STRING_OPS + NUMBER_OPS + EQUALITY_OPS + MEMBER_OPS + OTHER_OPS
@@ -61,6 +69,9 @@ class ToolDecl:
     resources: tuple[tuple[tuple[str, ...], str], ...]  # (argument path, resource type)
     where: Where
     labels: tuple[str, ...] = ()  # labels the session gains from this tool's results
+    # ``user_named: {by, vouch}``: a result record the user named by a ``by`` field vouches
+    # for its ``vouch`` fields (ringfence.core.flow.named_values); None if not declared.
+    user_named: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)

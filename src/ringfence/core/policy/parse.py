@@ -33,7 +33,7 @@ from ringfence.errors import PolicyError
 
 POLICY_LANGUAGE_VERSION = 1
 _DOC_KEYS = {"version", "name", "description", "tools", "rules"}
-_TOOL_KEYS = {"kind", "description", "args", "resources", "labels"}
+_TOOL_KEYS = {"kind", "description", "args", "resources", "labels", "user_named"}
 _RULE_KEYS = {
     "id",
     "description",
@@ -54,6 +54,7 @@ _RULE_KEYS = {
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]{0,255}$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_FIELD = re.compile(r"^[A-Za-z_$@][A-Za-z0-9_$@.-]{0,127}$")
 MAX_CEL_LENGTH = 4096
 MAX_CONDITION_DEPTH = 16
 
@@ -193,7 +194,25 @@ def _tool(doc: _Doc, name: str, raw: Any) -> ToolDecl:
         resources=tuple(resources),
         where=doc.where(path),
         labels=labels,
+        user_named=_user_named(doc, body["user_named"], (*path, "user_named"))
+        if "user_named" in body
+        else None,
     )
+
+
+def _user_named(doc: _Doc, raw: Any, path: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``user_named: {by: [id], vouch: [from]}``: result fields (names, not paths: any record
+    at any depth) by which the user names a record, and the fields that record vouches for."""
+    body = doc.mapping(raw, path, {"by", "vouch"})
+    out: list[tuple[str, ...]] = []
+    for key in ("by", "vouch"):
+        if key not in body:
+            raise doc.fail(path, f"'user_named' needs {key!r}", "policy.missing_key")
+        names = doc.strings(body[key], (*path, key))
+        for i, name in enumerate(names):
+            doc.string(name, (*path, key, i), pattern=_FIELD)
+        out.append(names)
+    return out[0], out[1]
 
 
 def _rule(doc: _Doc, raw: Any, path: Path) -> Rule:

@@ -492,3 +492,62 @@ def test_version_must_be_the_integer_one() -> None:
         with pytest.raises(PolicyError) as err:
             policy_from_text(f"version: {version}\nrules:\n  - {{id: r, effect: deny}}\n")
         assert err.value.code == "policy.version"
+
+
+class TestUserNamed:
+    """``user_named: {by: [...], vouch: [...]}`` on a tool declaration."""
+
+    @staticmethod
+    def tool(body: str) -> str:
+        return (
+            f"version: 1\ntools:\n  t:\n    user_named: {body}\nrules: [{{id: r, effect: deny}}]\n"
+        )
+
+    def test_parsed(self) -> None:
+        policy = policy_from_text(self.tool("{by: [id, name], vouch: [from]}"))
+        assert policy.tools["t"].user_named == (("id", "name"), ("from",))
+
+    def test_absent_is_none(self) -> None:
+        policy = policy_from_text("version: 1\ntools:\n  t: {}\nrules: [{id: r, effect: deny}]\n")
+        assert policy.tools["t"].user_named is None
+
+    @pytest.mark.parametrize(
+        ("body", "code", "field", "reason"),
+        [
+            (
+                "{by: [id]}",
+                "policy.missing_key",
+                "tools.t.user_named",
+                "'user_named' needs 'vouch'",
+            ),
+            (
+                "{vouch: [id]}",
+                "policy.missing_key",
+                "tools.t.user_named",
+                "'user_named' needs 'by'",
+            ),
+            ("{by: [], vouch: [from]}", "policy.invalid", "tools.t.user_named.by", "non-empty"),
+            ("{by: [id], vouch: ['a b']}", "policy.type", "tools.t.user_named.vouch[0]", None),
+            ("{by: [id], vouch: [from], also: [x]}", None, None, None),
+            ("[id]", "policy.type", "tools.t.user_named", None),
+        ],
+    )
+    def test_errors_name_the_field(
+        self, body: str, code: str | None, field: str | None, reason: str | None
+    ) -> None:
+        err = error_of(self.tool(body))
+        if code is not None:
+            assert (err.code, err.field) == (code, field), err.message
+        assert err.line == 4
+        if reason is not None:
+            assert reason in err.message
+
+    @pytest.mark.parametrize("how", ["stated", "user_named"])
+    def test_the_whole_value_questions_are_provenance_operands(self, how: str) -> None:
+        policy = policy_from_text(
+            TOOLS
+            + f"  - {{id: r, effect: allow, tool: t, when: [{{arg: s, provenance: {how}}}]}}\n"
+        )
+        assert policy.rules[0].when[0] == Condition(
+            "provenance", ("args", "s"), how, where=policy.rules[0].when[0].where
+        )
