@@ -202,3 +202,14 @@ def test_a_state_with_too_many_or_too_long_named_values_does_not_decode() -> Non
 def test_stated_never_raises_and_needs_the_value_in_the_users_text(value: str, text: str) -> None:
     if user(text).stated(value):
         assert _normal(value) and _normal(value) in normalise_text(text)
+
+
+def test_named_values_give_way_when_the_state_would_outgrow_its_bytes() -> None:
+    limits = FlowLimits(state_bytes=340_000, named_values=4096)
+    state = SessionState().observe("reply to sup-55120", Source.USER, limits=limits)
+    big = [{"id": "sup-55120", "from": f"person{i}@example{i}.example"} for i in range(2000)]
+    state = state.observe(big, Source.TRUSTED, named=(("id",), ("from",)), limits=limits)
+    assert state.size_bytes() <= limits.state_bytes
+    named = state.provenance.named
+    assert 0 < len(named) < 4000  # some gave way, the newest survive
+    assert state.provenance.user_named(named[-1])

@@ -93,6 +93,7 @@ steps = st.one_of(
     st.tuples(st.just("labels"), BENIGN_LABELS),
     st.tuples(st.just("counter"), st.sampled_from(["spend", "calls", "x"]), st.integers(0, 99)),
     st.tuples(st.just("observe"), json_like, sources),
+    st.tuples(st.just("named"), json_like, sources),
     st.tuples(st.just("store")),
 )
 
@@ -107,6 +108,10 @@ def apply(state: SessionState, step: tuple[Any, ...], limits: FlowLimits) -> Ses
         return state.with_counter(step[1], step[2], limits=limits)
     if kind == "observe":
         return state.observe(step[1], step[2], limits=limits)
+    if kind == "named":  # a result with a user_named declaration
+        return state.observe(
+            step[1], step[2], named=(("id", "name"), ("from", "id")), limits=limits
+        )
     return decode_state(encode_state(state), limits=limits)
 
 
@@ -116,7 +121,14 @@ def test_no_benign_sequence_clears_untrusted(
     injected: Any, sequence: list[tuple[Any, ...]], tight: bool
 ) -> None:
     limits = (
-        FlowLimits(parts_per_source=4, text_chars_per_source=32, counters=2, tools=2, recent=3)
+        FlowLimits(
+            parts_per_source=4,
+            named_values=2,
+            text_chars_per_source=32,
+            counters=2,
+            tools=2,
+            recent=3,
+        )
         if tight
         else FlowLimits()
     )

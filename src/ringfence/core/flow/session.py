@@ -213,6 +213,13 @@ def _fit(state: SessionState, limits: FlowLimits) -> SessionState:
         else:
             source = max(reversed(Source), key=lambda s: len(provenance.seen(s).corpus))
             seen = provenance.seen(source)
+            if not seen.texts and provenance.named:
+                # Vouched values go last, oldest first: losing one only makes it less named.
+                fewer = provenance.named[len(provenance.named) // 2 + 1 :]
+                provenance = msgspec.structs.replace(provenance, named=fewer)
+                state = msgspec.structs.replace(state, provenance=provenance)
+                size = len(_ENCODER.encode(state))
+                continue
             if not seen.texts:
                 raise InputError(
                     f"session state: {size} bytes without provenance to drop exceeds the "
