@@ -8,7 +8,17 @@ The tree::
     ├── DeniedError                     code "denied.*"   an action was refused (has .decision)
     ├── AuditError                      code "audit.*"    the audit log could not be written or read
     │   └── VerificationError           code "audit.verify.*"  the log failed verification
-    └── ConfigError                     code "config.*"   a key, file or option is unusable
+    ├── ConfigError                     code "config.*"   a key, file or option is unusable
+    ├── IdentityError                   code "identity.*"     the identity registry refused a change
+    │                                   code "credential.*"   a credential is missing or invalid
+    │                                   code "delegation.*"   a delegated credential is broader
+    │                                                         than its parent or has no parent
+    ├── SecretError                     code "secret.*"   a secret handle was refused, or the
+    │                                                     secret store is unusable
+    ├── ApprovalError                   code "approval.*" an approval request or receipt was refused
+    └── SandboxError                    code "sandbox.*"  code could not run in its sandbox
+        └── SandboxUnavailable          code "sandbox.unavailable"  the profile's tier cannot run
+                                                          here and no weaker one is allowed
 
 Wire format: ``{"code": ..., "message": ...}`` (see :meth:`RingfenceError.to_dict`).
 """
@@ -104,6 +114,52 @@ class ConfigError(_LocatedError):
     when it comes from a file."""
 
     default_code = "config.invalid"
+
+
+class IdentityError(RingfenceError):
+    """An agent identity or credential was refused; ``code`` says why (``credential.expired``,
+    ``delegation.scope_widened``, ``identity.not_found``, …; docs/identity.md lists them)."""
+
+    default_code = "identity.invalid"
+
+    @property
+    def reason(self) -> str:
+        """``"<code>: <message>"``: the reason a Guard records for an identity deny."""
+        return f"{self.code}: {self.message}"
+
+
+class SecretError(RingfenceError):
+    """A secret could not be used: an unknown or misused handle (``secret.unknown``,
+    ``secret.tool``, ``secret.host``, ``secret.value_in_arguments``, …) or a secret store that
+    cannot be read (``secret.file.tampered``, ``secret.file.wrong_key``, …).  Messages name
+    secrets, tools and hosts, never values."""
+
+    default_code = "secret.invalid"
+
+
+class ApprovalError(RingfenceError):
+    """An approval could not be given or used: an unknown or already answered request
+    (``approval.not_found``, ``approval.not_pending``), an approver who may not answer it
+    (``approval.approver``), or a receipt that does not bind to the call
+    (``approval.receipt.expired``, ``.session``, ``.arguments``, ``.used``, ``.signature``, …;
+    docs/approvals.md lists them)."""
+
+    default_code = "approval.invalid"
+
+
+class SandboxError(RingfenceError):
+    """Code could not be run in its sandbox, and nothing ran: no profile named
+    (``sandbox.no_profile``), an unknown profile (``sandbox.unknown_profile``), a sandbox that
+    failed to start (``sandbox.failed``) or a bad request (``sandbox.input``)."""
+
+    default_code = "sandbox.failed"
+
+
+class SandboxUnavailable(SandboxError):
+    """The tier a sandbox profile needs is not available on this machine and the profile
+    allows no weaker one: the action is refused (fail closed)."""
+
+    default_code = "sandbox.unavailable"
 
 
 def _where(source: str | None, line: int | None, field: str | None) -> str:

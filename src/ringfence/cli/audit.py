@@ -243,6 +243,12 @@ def tail(count: int, data: str) -> None:
                 r["status"],
                 f"{r['duration_ns'] / 1e6:.2f} ms",
             )
+        elif r["type"] == "control":  # a kill switch turned on or off (core/audit/control.py)
+            scope = "everything" if r["scope"] == "all" else f"{r['scope']}={r['value']}"
+            seen = " (seen)" if r["observed"] else ""
+            table.add_row(
+                str(r["seq"]), "control", "", "", scope, r["op"] + seen, f"{r['by']}: {r['reason']}"
+            )
         else:
             table.add_row(
                 str(r["seq"]),

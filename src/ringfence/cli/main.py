@@ -57,6 +57,19 @@ def _register() -> None:
     from ringfence.cli import init
 
     cli.add_command(init.init)
+    from ringfence.cli import approvals
+
+    cli.add_command(approvals.approvals)
+    from ringfence.cli import identity
+
+    cli.add_command(identity.identity)
+    from ringfence.cli import secrets
+
+    cli.add_command(secrets.secrets)
+    from ringfence.cli import controls
+
+    for command in (controls.kill, controls.unkill, controls.kills):
+        cli.add_command(command)
 
 
 _register()

@@ -72,6 +72,10 @@ class Action(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     # The session's state when the action is decided (a ringfence.core.flow.SessionView);
     # set by the Guard, read by ``state.…`` fields and the ``provenance`` operator.
     state: Any = None
+    # The claims of the verified credential the action was presented with (a dict, see
+    # ringfence.core.identity.claims.policy_view); set by a Guard that has a Verifier, read
+    # by ``credential.…`` fields and the CEL ``credential`` variable.  None without one.
+    credential: Any = None
 
 
 class Limits(msgspec.Struct, frozen=True):

@@ -24,15 +24,16 @@ class Effect(StrEnum):
 
 class Obligations(msgspec.Struct, frozen=True, gc=False):
     """Duties that come with a decision: fields to redact in the audit record, session labels,
-    session counters to add to."""
+    session counters to add to, the sandbox profile the action must run in."""
 
     # Fields in code-point order: records encode them unsorted.
     counts: tuple[tuple[str, int], ...] = ()  # session counters an allow adds to
     labels: tuple[str, ...] = ()
     redact: tuple[str, ...] = ()
+    sandbox: str | None = None  # run only in this sandbox profile (ringfence.runtime.sandbox)
 
     def __bool__(self) -> bool:
-        return bool(self.redact or self.labels or self.counts)
+        return bool(self.redact or self.labels or self.counts or self.sandbox)
 
 
 NO_OBLIGATIONS = Obligations()

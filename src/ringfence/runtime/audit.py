@@ -13,6 +13,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -58,6 +59,9 @@ class AuditLog:
         self._last_seal = time.monotonic()
         if self._sealed < self._size:
             self.checkpoint()  # seal records left unsealed by an unclean stop
+        # Applied to every record before it is numbered, hashed and stored: secrets never
+        # reach the log (ringfence.runtime.broker.install_audit_redaction sets it).
+        self.redactor: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self._timer_stop = threading.Event()
         self._timer = threading.Thread(
             target=self._seal_loop, name="ringfence-audit-seal", daemon=True
@@ -106,6 +110,13 @@ class AuditLog:
         only for records whose numbers were already checked (the Guard's: arguments passed the
         input gate, the rest it makes itself).  Invalid UTF-8 is refused either way.
         """
+        redactor = self.redactor
+        if redactor is not None:
+            try:
+                plain = record if type(record) is dict else msgspec.to_builtins(record)
+                record, checked = redactor(plain), True
+            except Exception as exc:  # an unredacted record must not be written instead
+                raise AuditError(f"record could not be redacted: {type(exc).__name__}") from exc
         with self._lock:
             if self._closed:
                 raise AuditError("audit log is closed")

@@ -8,6 +8,12 @@ a deny.  ``guard.protect`` / ``guard.wrap`` put a function behind the same path,
 Identity and context for the actions a Guard builds come from the Guard's defaults and from
 ``with guard.context(agent=..., user=..., session=...)`` (a contextvar, so it follows
 threads and asyncio tasks that copy the context).
+
+With a ``verifier`` (ringfence.runtime.identity), identity is not taken on trust: every check
+verifies the credential presented (``guard.check(action, credential)`` or
+``guard.context(credential=...)``).  A missing or invalid one, or an action outside its
+scope or budget, is a recorded deny by ``ringfence:identity`` with a coded reason; a valid
+one sets the action's agent, user, roles, delegation chain and ``credential`` claims.
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import msgspec
 
@@ -31,12 +37,15 @@ from ringfence.core.action import Action, ActionKind
 from ringfence.core.audit.record import approval_record, decision_record, outcome_record
 from ringfence.core.decision import Decision, Effect
 from ringfence.core.policy.engine import INPUT_RULE, Policy
-from ringfence.errors import AuditError, DeniedError
+from ringfence.errors import AuditError, DeniedError, IdentityError
 from ringfence.runtime.audit import AuditLog
 from ringfence.runtime.binding import make_binder
 from ringfence.runtime.ids import IdSource, new_id_source
 from ringfence.runtime.ports import ApprovalAnswer, Approver, Clock, SessionStore
 from ringfence.runtime.sessions import Sessions
+
+if TYPE_CHECKING:
+    from ringfence.runtime.identity import Verifier
 
 __all__ = ["CallContext", "Enforcement", "Guard"]
 
@@ -46,7 +55,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 AUDIT_RULE = "ringfence:audit"
 INTERNAL_RULE = "ringfence:internal"
 APPROVAL_RULE = "ringfence:approval"
-_UNRECORDED = frozenset({AUDIT_RULE, INTERNAL_RULE})
+IDENTITY_RULE = "ringfence:identity"
+# Refusals that stop an action in every mode, audit-only included: it could not be decided
+# or recorded, or (with a verifier) nobody verifiably asked for it.
+_UNRECORDED = frozenset({AUDIT_RULE, INTERNAL_RULE, IDENTITY_RULE})
 
 
 class Enforcement(StrEnum):
@@ -69,6 +81,7 @@ class CallContext:
     span_id: str | None = None
     request: str | None = None
     reason: str | None = None
+    credential: str | None = field(default=None, repr=False)  # checked by a Verifier
 
 
 _CONTEXT: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar(
@@ -98,6 +111,7 @@ class Guard:
         on_decision: Callable[[Action, Decision], None] | None = None,
         sessions: SessionStore | None = None,
         tripwires: bool = True,
+        verifier: Verifier | None = None,
     ) -> None:
         self.policy = policy
         self.on_decision = on_decision
@@ -109,11 +123,17 @@ class Guard:
         self._enforcement = Enforcement(enforcement)
         self._enforced = self._enforcement is Enforcement.ENFORCE
         self.sessions = Sessions(sessions, tripwires=tripwires)
+        self._verifier = verifier
         if not self._enforced:
             log.warning(
                 "UNSAFE audit-only mode: decisions are recorded but NOT enforced; "
                 "every action will run whatever the policy says"
             )
+
+    @property
+    def verifier(self) -> Verifier | None:
+        """The credential verifier, if identity is checked; fixed when the Guard is made."""
+        return self._verifier
 
     @property
     def enforcement(self) -> Enforcement:
@@ -184,8 +204,46 @@ class Guard:
 
     # -- deciding ----------------------------------------------------------------------------
 
-    def check(self, action: Action) -> Decision:
-        """Decide ``action``, resolve approval, record the decision durably; never raises."""
+    def check(self, action: Action, credential: str | None = None) -> Decision:
+        """Decide ``action``, resolve approval, record the decision durably; never raises.
+
+        With a verifier, ``credential`` (default: the one in :meth:`context`) is verified
+        first and the action takes its identity; without one, claims an action carries are
+        dropped: they only ever come from a verifier.
+        """
+        if self._verifier is not None:
+            return self._identified(action, credential)[1]
+        if action.credential is not None:
+            action = msgspec.structs.replace(action, credential=None)
+        return self._check(action)
+
+    def _identified(self, action: Action, credential: str | None) -> tuple[Action, Decision]:
+        """Verify the credential, take its identity, check scope and budget, then decide."""
+        verifier = self._verifier
+        assert verifier is not None
+        if credential is None:
+            credential = (_CONTEXT.get() or self.defaults).credential
+        try:
+            verified = verifier.verify(credential, self._clock())
+            action = verified.identify(action)
+            try:
+                resources = self.policy.resources_of(action)
+            except Exception:  # arguments the policy cannot read: it denies them itself
+                problem = None
+            else:
+                problem = verifier.admit(verified, action.tool, resources)
+                if problem is not None:
+                    action = msgspec.structs.replace(action, resources=resources)
+        except IdentityError as exc:
+            problem = exc
+        except Exception:  # a verifier failure is never an allow
+            log.exception("credential verification failed for %s %r", action.kind, action.tool)
+            problem = IdentityError("verification failed", code="credential.error")
+        if problem is not None:
+            return action, self.refuse(action, IDENTITY_RULE, problem.reason)
+        return action, self._check(action)
+
+    def _check(self, action: Action) -> Decision:
         decision_id = self._ids()
         try:
             if action.session is not None:
@@ -444,9 +502,14 @@ class Guard:
         name: str = tool or str(getattr(fn, "__name__", "tool"))
         guard = self
 
+        identify = guard._verifier is not None
+
         def admit(a: tuple[Any, ...], kw: dict[str, Any]) -> tuple[Action, Decision]:
             action = guard.action(name, binder(*a, **kw), kind)
-            decision = guard.check(action)
+            if identify:  # the outcome record must name the verified identity too
+                action, decision = guard._identified(action, None)
+            else:
+                decision = guard._check(action)
             if decision.effect is not Effect.ALLOW and guard._stops(decision):
                 raise DeniedError(decision)
             return action, decision

@@ -67,7 +67,7 @@ def test_to_dict() -> None:
         "reasons": ["because", "also"],
         "policy_version": "sha256:abc",
         "decision_id": "d-1",
-        "obligations": {"counts": [], "redact": ["args.x"], "labels": ["l"]},
+        "obligations": {"counts": [], "redact": ["args.x"], "labels": ["l"], "sandbox": None},
         "errors": ["e"],
     }
 

@@ -149,7 +149,7 @@ def test_decision_record_has_every_field(make_guard: GuardFactory, memory_log: A
         "rules": ["tmp-only"],
         "reasons": ["rule tmp-only (allow)"],
         "errors": [],
-        "obligations": {"counts": [], "redact": [], "labels": []},
+        "obligations": {"counts": [], "redact": [], "labels": [], "sandbox": None},
         "policy": {"name": "files", "version": guard.policy.version},
     }
     assert guard.policy.version.startswith("sha256:")

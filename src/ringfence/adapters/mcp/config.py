@@ -8,6 +8,7 @@ field.  Paths in it are relative to the file's folder.  Example::
     policy: policy.yaml
     data_dir: .ringfence            # audit log, keys, tool pins
     identity: {agent: ide-assistant, user: alice}
+    secrets: {file: secrets.enc}      # secret handles (docs/secrets.md); default: data_dir's
     pinning: tofu                   # or allowlist (pins.json must list every tool)
     scan: quarantine                # or warn
     servers:
@@ -38,6 +39,7 @@ __all__ = [
     "HttpListen",
     "Identity",
     "ProxySpec",
+    "SecretsConfig",
     "ServerConfig",
     "ToolConfig",
     "load_config",
@@ -114,6 +116,20 @@ class HttpListen(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froze
     tokens: dict[str, Identity] = {}
 
 
+class SecretsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Where secret values come from (the policy's ``secrets:`` section says where they may go).
+
+    The encrypted file and its key file default to ``<data_dir>/secrets.enc`` and
+    ``<data_dir>/keys/secrets.key``; ``RINGFENCE_SECRETS_KEY`` replaces the key file.
+    ``env``: also read ``<env_prefix><NAME>`` variables (they win over the file).
+    """
+
+    file: str | None = None
+    key_file: str | None = None
+    env: bool = True
+    env_prefix: str = "RINGFENCE_SECRET_"
+
+
 class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     """The whole gateway configuration (see the module docstring)."""
 
@@ -129,6 +145,7 @@ class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fr
     max_result_bytes: int = 16 << 20
     durability: Literal["process", "fsync"] = "process"
     listen: HttpListen | None = None
+    secrets: SecretsConfig | None = None
     base: str = msgspec.field(default="", name="__base__")  # the file's folder, set on load
 
     def path(self, value: str) -> Path:

@@ -35,11 +35,20 @@ import msgspec
 from mcp import Client, MCPError
 from mcp.shared.dispatcher import ProgressFnT as Progress
 
+from ringfence.adapters.mcp import secrets as sec
 from ringfence.adapters.mcp.catalog import Catalog, ToolEntry
 from ringfence.adapters.mcp.config import SEPARATOR, GatewayConfig, Identity
 from ringfence.adapters.mcp.upstream import Upstream, UpstreamUnavailable, collect_pages
 from ringfence.core.action import Action, ActionKind, Resource, argument_problem
 from ringfence.core.decision import Decision, Effect
+from ringfence.errors import SecretError
+from ringfence.runtime.broker import (
+    SECRET_LABEL,
+    SECRET_RULE,
+    SecretBroker,
+    destinations,
+    install_audit_redaction,
+)
 from ringfence.runtime.guard import APPROVAL_RULE, Guard
 
 __all__ = ["Connection", "Gateway", "GatewayError"]
@@ -90,10 +99,19 @@ class Gateway:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         errlog: Any = None,
         transports: Mapping[str, Callable[[], Any]] | None = None,
+        secrets: SecretBroker | None = None,
     ) -> None:
-        """``transports`` replaces how a server is reached (a test connects in-process)."""
+        """``transports`` replaces how a server is reached (a test connects in-process).
+
+        With ``secrets``, tool calls may carry secret handles (substituted after the decision,
+        only where the policy's ``secrets:`` grants allow), and secrets are redacted from
+        results, errors and — through the Guard's audit log — every audit record.
+        """
         self.config = config
         self.guard = guard
+        self.secrets = secrets
+        if secrets is not None:
+            install_audit_redaction(guard.audit, secrets)
         self.catalog = Catalog(config, now=now, record=self._audit)
         self.upstreams = {
             name: Upstream(
@@ -173,7 +191,15 @@ class Gateway:
                 user=ident.user,
             ):
                 continue
-            out.append(entry.tool.model_copy(update={"name": entry.exposed}))
+            update: dict[str, Any] = {"name": entry.exposed}
+            handles = self.secrets.handles_for(entry.exposed) if self.secrets else []
+            if handles:
+                update["description"] = (
+                    (entry.tool.description or "").rstrip()
+                    + f"\n\nCredentials: pass {', '.join(handles)} where this tool needs that "
+                    "credential; Ringfence puts the real value in when the call runs."
+                ).lstrip()
+            out.append(entry.tool.model_copy(update=update))
         return out
 
     # -- calling -----------------------------------------------------------------------------
@@ -214,6 +240,11 @@ class Gateway:
         if schema_problem is not None:
             d = self.guard.refuse(action, UPSTREAM_SCHEMA_RULE, schema_problem)
             raise _rpc(INVALID_PARAMS, f"Invalid arguments for {name}: {schema_problem}", d)
+        if self.secrets is not None:
+            refused = self.secrets.check(*sec.secret_scope(self.guard.policy, entry, action))
+            if refused is not None:
+                reason = f"{refused.code}: {refused.message}"
+                return entry, action, self.guard.refuse(action, SECRET_RULE, reason)
         proxied = self._proxied(conn, entry, args)
         if proxied is not None and not proxied.allowed:
             return entry, action, proxied
@@ -262,14 +293,34 @@ class Gateway:
             return denied_result(decision)
         upstream = self.upstreams[entry.server]
         started = time.perf_counter_ns()
+        send = args
+        if self.secrets is not None:
+            # After the decision (which records the handles), right before the call.
+            try:
+                send = self.secrets.substitute(*sec.secret_scope(self.guard.policy, entry, action))
+            except SecretError as exc:
+                self.guard.record_outcome(action, decision, started_ns=started, error=exc)
+                return sec.secret_refused_result(decision, exc)
+            if progress is not None:
+                progress = sec.redacting(self.secrets, progress)
         try:
             result = await upstream.request(
-                lambda c: c.call_tool(entry.tool.name, args, progress_callback=progress)
+                lambda c: c.call_tool(entry.tool.name, send, progress_callback=progress)
             )
         except (UpstreamUnavailable, MCPError) as exc:
-            self.guard.record_outcome(action, decision, started_ns=started, error=exc)
-            raise _upstream_error(exc, decision) from exc
+            self.guard.record_outcome(action, decision, started_ns=started, error=self._scrub(exc))
+            raise self._scrub_error(_upstream_error(exc, decision)) from None
         return self._record(entry, action, decision, started, result)
+
+    def _scrub(self, exc: BaseException) -> BaseException:
+        """``exc`` with secrets redacted from its message, for the audit record."""
+        return exc if self.secrets is None else self.secrets.scrub(exc)
+
+    def _scrub_error(self, error: GatewayError) -> GatewayError:
+        """A JSON-RPC error for the client with secrets redacted from message and data."""
+        if self.secrets is None:
+            return error
+        return GatewayError(error.code, *sec.scrub_error(self.secrets, error.message, error.data))
 
     def _record(
         self,
@@ -287,6 +338,11 @@ class Gateway:
             kept = {k: v for k, v in meta.items() if not k.startswith(_SDK_META)}
             result = result.model_copy(update={"meta": kept or None})
         dump = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+        labels = entry.labels
+        if self.secrets is not None:
+            redacted, dump, found = sec.redact_result(self.secrets, result, dump)
+            result = sec.withheld_result(dump["_meta"]) if redacted is None else redacted
+            labels = (*labels, SECRET_LABEL) if found else labels
         size = len(_json_bytes(dump))
         if size > self.config.max_result_bytes:
             limit = self.config.max_result_bytes
@@ -307,7 +363,7 @@ class Gateway:
             result=dump,
             error=_ToolError("the tool reported an error") if result.is_error else None,
             content=dump if keep == "content" else None,
-            labels=entry.labels,
+            labels=labels,
         )
         return result
 
@@ -396,16 +452,31 @@ class Gateway:
         For requests that are not tool calls (resources/read, prompts/get): a refusal is a
         JSON-RPC error ``-32003`` carrying the decision id.
         """
-        decision = self.guard.check(action)
+        refused = None
+        if self.secrets is not None:  # handles are substituted in tool calls only
+            hosts = destinations(self.guard.policy, action)
+            refused = self.secrets.check(action.tool, action.args, hosts)
+        if refused is not None:
+            reason = f"{refused.code}: {refused.message}"
+            decision = self.guard.refuse(action, SECRET_RULE, reason)
+        else:
+            decision = self.guard.check(action)
         if not decision.allowed:
             raise _rpc(FORBIDDEN, denied_text(decision), decision)
         started = time.perf_counter_ns()
         try:
             result = await self.upstreams[server].request(call)
         except (UpstreamUnavailable, MCPError) as exc:
-            self.guard.record_outcome(action, decision, started_ns=started, error=exc)
-            raise _upstream_error(exc, decision) from exc
+            self.guard.record_outcome(action, decision, started_ns=started, error=self._scrub(exc))
+            raise self._scrub_error(_upstream_error(exc, decision)) from None
         dump = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+        brought: tuple[str, ...] = self.catalog.server_labels(server)
+        found = False
+        if self.secrets is not None:
+            redacted, dump, found = sec.redact_result(self.secrets, result, dump)
+            if redacted is None:
+                raise GatewayError(INTERNAL_ERROR, sec.WITHHELD)
+            result = redacted
         keep = self.config.record_results == "content"
         self.guard.record_outcome(
             action,
@@ -413,7 +484,7 @@ class Gateway:
             started_ns=started,
             result=dump,
             content=dump if keep else None,
-            labels=self.catalog.server_labels(server),
+            labels=(*brought, SECRET_LABEL) if found else brought,
         )
         return result
 

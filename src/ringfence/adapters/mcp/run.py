@@ -18,11 +18,14 @@ from typing import Any
 import anyio
 import uvicorn
 
-from ringfence.adapters.mcp.config import GatewayConfig
+from ringfence.adapters.mcp.config import GatewayConfig, SecretsConfig
 from ringfence.adapters.mcp.gateway import Connection, Gateway
 from ringfence.adapters.mcp.server import bearer_identity, build_server
 from ringfence.adapters.mcp.stdio import wire_stdio
+from ringfence.runtime.broker import SecretBroker, install_log_filter
 from ringfence.runtime.embedded import open_guard
+from ringfence.runtime.guard import Guard
+from ringfence.stores.secretfile import open_secret_source
 
 __all__ = ["open_gateway", "serve_http", "serve_stdio"]
 
@@ -39,7 +42,9 @@ async def open_gateway(config: GatewayConfig, *, errlog: Any = None) -> AsyncIte
         agent=config.identity.agent,
     )
     try:
-        gateway = Gateway(config, guard, errlog=errlog or sys.stderr)
+        gateway = Gateway(
+            config, guard, errlog=errlog or sys.stderr, secrets=_secret_broker(config, guard)
+        )
         async with anyio.create_task_group() as tg:
             await tg.start(gateway.run)
             try:
@@ -48,6 +53,28 @@ async def open_gateway(config: GatewayConfig, *, errlog: Any = None) -> AsyncIte
                 gateway.stop()
     finally:
         guard.close()
+
+
+def _secret_broker(config: GatewayConfig, guard: Guard) -> SecretBroker | None:
+    """The secret broker, when the configuration or the policy speaks of secrets.
+
+    Its log filter goes on the root logger's handlers: whatever is logged from here on has
+    secrets redacted.
+    """
+    settings = config.secrets
+    if settings is None and not guard.policy.spec.secrets:
+        return None
+    settings = settings or SecretsConfig()
+    source = open_secret_source(
+        config.path(config.data_dir),
+        file=config.path(settings.file) if settings.file else None,
+        key_file=config.path(settings.key_file) if settings.key_file else None,
+        env=settings.env,
+        env_prefix=settings.env_prefix,
+    )
+    broker = SecretBroker(source, lambda: guard.policy.spec.secrets)
+    install_log_filter(broker)
+    return broker
 
 
 async def _until_signalled(scope: anyio.CancelScope) -> None:

@@ -26,6 +26,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 
 from ringfence import __version__
 from ringfence.adapters.mcp.config import ServerConfig
+from ringfence.runtime.secrets import is_secret_env
 
 __all__ = ["Upstream", "UpstreamUnavailable", "collect_pages"]
 
@@ -133,7 +134,12 @@ class Upstream:
             return self._make_transport()
         c = self.config
         if c.command is not None:
-            env = dict(os.environ) if c.inherit_env else {}
+            # Secret values and the secret file's key never go to a child process.
+            env = (
+                {k: v for k, v in os.environ.items() if not is_secret_env(k)}
+                if c.inherit_env
+                else {}
+            )
             env.update(c.env)
             cwd = os.path.join(self.base, c.cwd) if c.cwd else None
             params = StdioServerParameters(command=c.command, args=list(c.args), env=env, cwd=cwd)

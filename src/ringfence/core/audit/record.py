@@ -14,7 +14,8 @@ hash of the previous record, "" for the first), ``type`` and ``ts`` (ns since th
 
 docs/audit-format.md is the full reference.  Fields are always present (null when unknown),
 so two records of the same type always have the same keys.  ``resources`` are
-``{"type": ..., "value": ...}`` objects; ``obligations`` is ``{"redact": [...], "labels": [...]}``.
+``{"type": ..., "value": ...}`` objects; ``obligations`` is ``{"counts": [...], "labels": [...],
+"redact": [...], "sandbox": ...}``.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 An expression sees ``args`` (the action's arguments), ``action`` (a map of the action's other
 fields: kind, tool, agent, roles, user, delegation, session, trace_id, span_id, request,
-reason, labels, resources (declared and derived) as "type:value" strings, time_ns, context)
-and ``state`` (the session's ``calls``, ``repeats``, ``counters`` and ``tool_calls``), and
-may call the provenance functions ``untrusted_only(v)``, ``unknown(v)``, ``not_trusted(v)``,
+reason, labels, resources (declared and derived) as "type:value" strings, time_ns, context),
+``state`` (the session's ``calls``, ``repeats``, ``counters`` and ``tool_calls``) and
+``credential`` (the verified credential's claims; an empty map without one), and may call
+the provenance functions ``untrusted_only(v)``, ``unknown(v)``, ``not_trusted(v)``,
 ``from_user(v)``, ``trusted(v)``, ``stated(v)`` and ``user_named(v)`` (the ``provenance``
 operator's questions).
 It must evaluate to a bool; anything else, and any runtime error, is an evaluation error.
@@ -18,7 +19,7 @@ from typing import Any
 
 from ringfence.core.action import Action, Resource
 
-CEL_VARIABLES = frozenset({"action", "args", "state"})
+CEL_VARIABLES = frozenset({"action", "args", "state", "credential"})
 PROVENANCE_FUNCTIONS = frozenset(
     {"untrusted_only", "unknown", "not_trusted", "from_user", "trusted", "stated", "user_named"}
 )
@@ -109,7 +110,7 @@ def compile_cel(expression: str) -> Callable[[Action, dict[str, Any], tuple[Reso
     if unknown:
         raise CelCompileError(
             f"unknown variable(s) {', '.join(sorted(unknown))} "
-            "(CEL conditions see 'args', 'action' and 'state')"
+            "(CEL conditions see 'args', 'action', 'state' and 'credential')"
         )
     execute = program.execute
     code_only = _STRING_LITERAL.sub("''", expression)
@@ -125,6 +126,7 @@ def compile_cel(expression: str) -> Callable[[Action, dict[str, Any], tuple[Reso
     wanted = tuple(sorted(fields))
     uses_action = "action" in program.variables()
     uses_state = "state" in program.variables()
+    uses_credential = "credential" in program.variables()
     asks = tuple(sorted(PROVENANCE_FUNCTIONS & set(program.functions())))
 
     def test(a: Action, args: dict[str, Any], res: tuple[Resource, ...]) -> bool:
@@ -134,6 +136,8 @@ def compile_cel(expression: str) -> Callable[[Action, dict[str, Any], tuple[Reso
             variables["action"] = action_map(a, res, wanted)
         if uses_state:
             variables["state"] = state_map(a.state)
+        if uses_credential:  # an empty map without a verified credential: has() is false
+            variables["credential"] = {} if a.credential is None else a.credential
         if asks:
             prov = provenance_of(a.state)
             functions = {name: _asker(prov, name) for name in asks}

@@ -92,6 +92,18 @@ def _state_count(s: Any, field: str, name: str) -> int:
     return 0 if s is None else int(s.count(field, name))
 
 
+def _credential(a: Action) -> Any:
+    """``credential.…``: the verified credential's claims; a missing field without one."""
+    if a.credential is None:
+        raise KeyError("credential")
+    return a.credential
+
+
+def _claim_set(a: Action, path: tuple[str, ...]) -> bool:
+    """``{field: credential.x, exists: true}``: there is a credential and its x is not null."""
+    return _has(a.credential, path) and _credential(a)[path[0]] is not None
+
+
 _NO_PROVENANCE: list[Any] = []
 
 
@@ -125,6 +137,8 @@ class _Gen:
             "_state_number": _state_number,
             "_state_count": _state_count,
             "_provenance": _provenance,
+            "_credential": _credential,
+            "_claim_set": _claim_set,
             "__builtins__": {},
         }
 
@@ -139,6 +153,8 @@ class _Gen:
             expr = "args"
         elif head == "context":
             expr = "a.context"
+        elif head == "credential":
+            expr = "_credential(a)"
         elif head == "resources":
             return "_resource_strings(res)"
         elif head == "state":
@@ -163,7 +179,11 @@ class _Gen:
         op, x = c.op, c.operand
         if op == "exists":
             root = {"args": "args", "context": "a.context"}.get(c.subject[0])
-            if root is None:  # a top-level action field: exists when not None / not empty
+            if c.subject == ("credential",):
+                test = "(a.credential is not None)"
+            elif c.subject[0] == "credential":
+                test = f"_claim_set(a, {self.const(tuple(c.subject[1:]))})"
+            elif root is None:  # a top-level action field: exists when not None / not empty
                 # bound by name: generated code has no builtins, not even frozenset
                 test = f"({v} not in {self.const((None, (), frozenset()))})"
             else:

@@ -87,7 +87,10 @@ class _Bucket:
         # Redactions any applicable rule names apply to every record of this tool.
         redact = tuple(sorted({f for r in rules for f in r.redact}))
         self.obligations = {
-            r.id: Obligations(redact=redact, labels=r.labels, counts=r.rule.counts) for r in rules
+            r.id: Obligations(
+                redact=redact, labels=r.labels, counts=r.rule.counts, sandbox=r.rule.sandbox
+            )
+            for r in rules
         }
         self.obligations[""] = Obligations(redact=redact)
 
@@ -234,6 +237,8 @@ class Policy:
                 redact=bucket.obligations[""].redact,
                 labels=labels,
                 counts=tuple(sorted(counts.items())),
+                # Several deciding rules naming profiles: the first in file order decides.
+                sandbox=next((h.rule.sandbox for h in hits if h.rule.sandbox), None),
             ),
             tuple(errors),
         )

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ringfence.core.decision import Effect
+from ringfence.core.limits import NO_LIMITS, LimitSet
+
+if TYPE_CHECKING:
+    from ringfence.core.policy.secrets import SecretGrant
 
 # Operators of the declarative condition form, and what their operand must be.
 STRING_OPS = ("startswith", "endswith", "glob", "regex")
@@ -114,6 +118,7 @@ class Rule:
     redact: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
     counts: tuple[tuple[str, int], ...] = ()  # counter name, amount added when it allows
+    sandbox: str | None = None  # the sandbox profile the action must run in
 
     @property
     def unconditional(self) -> bool:
@@ -130,3 +135,7 @@ class PolicySpec:
     rules: tuple[Rule, ...]
     sources: tuple[str, ...]
     canonical: tuple[Any, ...] = field(default=(), repr=False)  # parsed documents, for hashing
+    # The ``secrets:`` section: where each secret may go (ringfence.core.policy.secrets).
+    secrets: dict[str, SecretGrant] = field(default_factory=dict)
+    # The ``limits:`` section: rate limits, budgets, breakers (ringfence.core.policy.limits).
+    limit_set: LimitSet = NO_LIMITS

@@ -11,6 +11,8 @@ import re
 from typing import Any
 
 from ringfence.core.decision import Effect
+from ringfence.core.identity.claims import CREDENTIAL_FIELDS
+from ringfence.core.policy.limits import parse_limits
 from ringfence.core.policy.model import (
     ACTION_FIELDS,
     COMBINATORS,
@@ -28,11 +30,12 @@ from ringfence.core.policy.model import (
     Where,
 )
 from ringfence.core.policy.regex import RegexError, compile_regex
+from ringfence.core.policy.secrets import parse_secrets
 from ringfence.core.policy.yamlsrc import Located, Path, dotted
 from ringfence.errors import PolicyError
 
 POLICY_LANGUAGE_VERSION = 1
-_DOC_KEYS = {"version", "name", "description", "tools", "rules"}
+_DOC_KEYS = {"version", "name", "description", "tools", "rules", "secrets", "limits"}
 _TOOL_KEYS = {"kind", "description", "args", "resources", "labels", "user_named"}
 _RULE_KEYS = {
     "id",
@@ -50,11 +53,13 @@ _RULE_KEYS = {
     "redact",
     "labels",
     "count",
+    "sandbox",
 }
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]{0,255}$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _FIELD = re.compile(r"^[A-Za-z_$@][A-Za-z0-9_$@.-]{0,127}$")
+_PROFILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")  # a sandbox profile's name
 MAX_CEL_LENGTH = 4096
 MAX_CONDITION_DEPTH = 16
 
@@ -165,6 +170,8 @@ def build_spec(documents: list[Located]) -> PolicySpec:
         rules=tuple(rules),
         sources=tuple(d.source for d in documents),
         canonical=tuple(d.value for d in documents),
+        secrets=parse_secrets(documents),
+        limit_set=parse_limits(documents),
     )
 
 
@@ -260,8 +267,14 @@ def _rule(doc: _Doc, raw: Any, path: Path) -> Rule:
     labels = opt("labels") or ()
     for i, label in enumerate(labels):
         doc.string(label, (*path, "labels", i), pattern=_IDENT)
+    sandbox = None
+    if "sandbox" in body:
+        sandbox = doc.string(body["sandbox"], (*path, "sandbox"), pattern=_PROFILE)
+        if sandbox.lower() in ("none", "off", "no", "false", "disabled", "host"):
+            raise doc.fail((*path, "sandbox"), f"{sandbox!r} is not a sandbox profile")
     return Rule(
         counts=_counts(doc, body.get("count"), (*path, "count")),
+        sandbox=sandbox,
         id=rule_id,
         effect=effect,
         where=doc.where(path),
@@ -348,6 +361,8 @@ def _condition(doc: _Doc, raw: Any, path: Path, depth: int) -> Condition:
         subject = parts
         if parts[0] == "state":
             _state_field(doc, parts, text, (*path, "field"))
+        elif parts[0] == "credential":
+            _credential_field(doc, parts, text, (*path, "field"), op)
         elif parts[0] not in ("args", "context") and (
             parts[0] not in ACTION_FIELDS or len(parts) > 1
         ):
@@ -377,6 +392,20 @@ def _state_field(doc: _Doc, parts: tuple[str, ...], text: str, path: Path) -> No
     if len(parts) < want or (parts[1] not in named and len(parts) > 2):
         example = f"state.{parts[1]}.<name>" if parts[1] in named else f"state.{parts[1]}"
         raise doc.fail(path, f"{text!r}: write {example}", "policy.unknown_field")
+
+
+def _credential_field(doc: _Doc, parts: tuple[str, ...], text: str, path: Path, op: str) -> None:
+    """Check a ``credential.…`` field: a claim of the verified credential (budgets.<name>)."""
+    if len(parts) == 1 and op == "exists":
+        return
+    want = 3 if len(parts) > 1 and parts[1] == "budgets" else 2
+    if len(parts) != want or parts[1] not in CREDENTIAL_FIELDS:
+        raise doc.fail(
+            path,
+            f"unknown field {text!r} (credential fields: credential.budgets.<name>, "
+            f"credential.<claim> for claims {', '.join(CREDENTIAL_FIELDS)})",
+            "policy.unknown_field",
+        )
 
 
 def _operand(doc: _Doc, op: str, value: Any, path: Path) -> Any:

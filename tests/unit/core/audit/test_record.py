@@ -118,6 +118,7 @@ def test_decision_record() -> None:
             "counts": [],
             "redact": ["args.auth.token", "reason"],
             "labels": ["sensitive"],
+            "sandbox": None,
         },
         "policy": {"name": "p", "version": "sha256:v"},
     }

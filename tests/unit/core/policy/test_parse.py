@@ -74,7 +74,8 @@ class TestTopLevel:
         err = error_of("version: 1\nrule: []\nrules: [{id: r, effect: allow}]\n")
         assert_error(err, "policy.unknown_key", 2, "rule")
         assert err.reason == (
-            "unknown key 'rule' (allowed: description, name, rules, tools, version)"
+            "unknown key 'rule' (allowed: description, limits, name, rules, secrets, tools, "
+            "version)"
         )
 
     def test_no_rules_key(self) -> None:

@@ -207,7 +207,7 @@ class TestCel:
         assert (err.code, err.line, err.field) == ("policy.cel", RULE_LINE, "rules[0].cel")
         assert err.reason == (
             "CEL does not compile: unknown variable(s) request "
-            "(CEL conditions see 'args', 'action' and 'state')"
+            "(CEL conditions see 'args', 'action', 'state' and 'credential')"
         )
 
     @pytest.mark.parametrize("expr", ["args.nope == 1", "args['nope'] == 1", 'args["nope"] > 0'])

@@ -1,0 +1,374 @@
+"""Human approval at run time: the approval queue (the Python API of approvals).
+
+:class:`ApprovalQueue` is the API over an ``ApprovalStore`` (SQLite, so that
+``ringfence approvals approve`` in another process answers a caller that waits here; memory for
+tests): submit a request, wait for its answer, approve (which signs a receipt), deny, list,
+show, cancel by scope (for the kill switch), and redeem a receipt against a call — the binding
+is checked (:func:`ringfence.core.approvals.binding_problem`), then single use is enforced by
+the store atomically.  The Guard asks through :class:`ringfence.runtime.approver.QueueApprover`.
+
+A queue without the signing key (``open_approval_queue(..., signing=False)``, for the agent
+process) can ask, wait, deny and redeem, but not approve.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from nacl.signing import SigningKey, VerifyKey
+
+from ringfence.core.action import Action, Resource
+from ringfence.core.approvals import (
+    PLAN_KIND,
+    ApprovalLimits,
+    PendingRequest,
+    Problem,
+    Receipt,
+    Scope,
+    Status,
+    Step,
+    Submission,
+    binding_problem,
+    decode_receipt,
+    group_key,
+    new_request,
+    plan_request,
+    sign_receipt,
+)
+from ringfence.core.audit.checkpoint import key_id
+from ringfence.core.decision import Decision
+from ringfence.core.redact import Redactor
+from ringfence.errors import ApprovalError, ConfigError
+from ringfence.runtime.ports import ApprovalStore, Clock
+
+__all__ = ["SYSTEM", "ApprovalQueue", "Redemption", "open_approval_queue"]
+
+log = logging.getLogger("ringfence.approvals")
+SYSTEM = "ringfence"  # the approver named when Ringfence itself answers (cap, timeout, …)
+
+
+Requests = list[PendingRequest]
+Ids = list[str]
+Calls = list[tuple[str, str, dict[str, Any]]]  # a plan: [(kind, tool, args), ...]
+
+
+class Redemption(NamedTuple):
+    """A receipt used for one call: the receipt and which of its steps."""
+
+    receipt: Receipt
+    step: int
+
+
+def _fail(problem: Problem) -> ApprovalError:
+    return ApprovalError(problem.message, code=problem.code)
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1e9)
+
+
+class ApprovalQueue:
+    """Approval requests over a store, receipts signed with ``key``; see the module docstring.
+
+    ``key`` None: a queue that can ask, wait, deny and redeem but not approve (an agent
+    process that must not hold the signing key); it then verifies with ``verify_keys`` only.
+    ``verify_keys`` adds keys whose receipts are accepted (the public key; a rotated-out key);
+    ``approvers``, when given, is everyone who may answer.  An agent may never answer its own
+    request.  Time, ids and nonces come from ``clock``, ``ids`` and ``nonces``.  ``redactor``
+    (a Redactor, or a function returning the current one, e.g. a SecretBroker's ``redactor``)
+    finds known secret values too; by default common secret formats are redacted.
+    """
+
+    def __init__(
+        self,
+        store: ApprovalStore,
+        key: SigningKey | None,
+        *,
+        limits: ApprovalLimits | None = None,
+        verify_keys: Mapping[str, VerifyKey] | None = None,
+        approvers: Collection[str] | None = None,
+        clock: Clock = time.time_ns,
+        ids: Callable[[str], str] | None = None,
+        nonces: Callable[[], str] | None = None,
+        redactor: Redactor | Callable[[], Redactor] | None = None,
+    ) -> None:
+        self.store = store
+        self.limits = limits or ApprovalLimits()
+        self.clock = clock
+        self._key = key
+        self.keys: dict[str, VerifyKey] = dict(verify_keys or {})
+        if key is not None:
+            self.keys[key_id(bytes(key.verify_key))] = key.verify_key
+        if not self.keys:
+            raise ConfigError("an approval queue needs a signing key or a key to verify with")
+        self._approvers = None if approvers is None else frozenset(approvers)
+        self._ids = ids or (lambda prefix: f"{prefix}-{secrets.token_hex(6)}")
+        self._nonces = nonces or (lambda: secrets.token_hex(16))
+        self.redactor = redactor
+
+    def _redactor(self) -> Redactor | None:
+        red = self.redactor
+        return red() if callable(red) else red
+
+    # -- asking --------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        action: Action,
+        decision: Decision,
+        *,
+        resources: tuple[Resource, ...] = (),
+        timeout_s: float | None = None,
+    ) -> Submission:
+        """Ask for approval of ``action``: joins an identical pending request, or stores a new
+        one within the caps (``refused`` names the cap otherwise)."""
+        now = self.clock()
+        timeout = self.limits.request_timeout_s if timeout_s is None else timeout_s
+        request = new_request(
+            action,
+            decision,
+            request_id=self._ids("ap"),
+            now_ns=now,
+            timeout_ns=_ns(timeout),
+            resources=resources,
+            redactor=self._redactor(),
+        )
+        return self.store.submit(request, self.limits, now)
+
+    def submit_plan(
+        self,
+        calls: Calls,
+        *,
+        agent: str,
+        session: str | None,
+        policy_version: str,
+        user: str | None = None,
+        reason: str | None = None,
+        timeout_s: float | None = None,
+        limits: bool = True,
+    ) -> Submission:
+        """Ask for approval of an exact plan, ``[(kind, tool, args), ...]``, in one session."""
+        if not calls:
+            raise ApprovalError("a plan needs at least one call", code="approval.plan")
+        if len(calls) > self.limits.max_plan_steps:
+            raise ApprovalError(
+                f"a plan of {len(calls)} calls is longer than max_plan_steps "
+                f"({self.limits.max_plan_steps})",
+                code="approval.plan",
+            )
+        now = self.clock()
+        timeout = self.limits.request_timeout_s if timeout_s is None else timeout_s
+        request = plan_request(
+            calls,
+            request_id=self._ids("ap"),
+            agent=agent,
+            user=user,
+            session=session,
+            policy_version=policy_version,
+            now_ns=now,
+            timeout_ns=_ns(timeout),
+            reason=reason,
+            redactor=self._redactor(),
+        )
+        return self.store.submit(request, self.limits if limits else None, now)
+
+    def wait(self, request_id: str, timeout_s: float) -> PendingRequest:
+        """The request once answered, or as it stands after ``timeout_s`` (still pending, or
+        past its deadline).  Waiting costs a cheap check every few tens of milliseconds."""
+        end = time.monotonic() + timeout_s
+        while True:
+            version = self.store.version()
+            req = self.show(request_id)
+            remaining = end - time.monotonic()
+            if req.status_at(self.clock()) is not Status.PENDING or remaining <= 0:
+                return req
+            self.store.wait(version, remaining)
+
+    # -- answering -----------------------------------------------------------------------------
+
+    def show(self, request_id: str) -> PendingRequest:
+        """The request (ApprovalError ``approval.not_found`` if there is none)."""
+        req = self.store.get(request_id)
+        if req is None:
+            raise ApprovalError(f"no approval request {request_id!r}", code="approval.not_found")
+        return req
+
+    def list(self, status: Status | None = Status.PENDING, *, limit: int = 100) -> Requests:
+        """Requests with ``status`` (None: all), newest first."""
+        return self.store.requests(status=status, limit=limit, now_ns=self.clock())
+
+    def _check_approver(self, req: PendingRequest, approver: str) -> None:
+        if not approver.strip():
+            raise ApprovalError("the approver must be named", code="approval.approver")
+        if approver == req.agent:
+            raise ApprovalError(
+                f"{approver!r} is the agent that asked: an agent cannot approve its own request",
+                code="approval.approver",
+            )
+        if self._approvers is not None and approver not in self._approvers:
+            raise ApprovalError(f"{approver!r} may not answer approvals", code="approval.approver")
+
+    def approve(
+        self, request_id: str, approver: str, *, note: str = "", ttl_s: float | None = None
+    ) -> Receipt:
+        """Approve a pending request: sign and store its receipt, valid for ``ttl_s``."""
+        if self._key is None:
+            raise ApprovalError(
+                "this approval queue holds no signing key (answer with 'ringfence approvals')",
+                code="approval.key",
+            )
+        req = self.show(request_id)
+        self._check_approver(req, approver)
+        plan = req.kind == PLAN_KIND
+        default = self.limits.max_plan_ttl_s if plan else self.limits.receipt_ttl_s
+        ttl = default if ttl_s is None else ttl_s
+        most = (
+            min(self.limits.max_plan_ttl_s, self.limits.max_receipt_ttl_s)
+            if plan
+            else (self.limits.max_receipt_ttl_s)
+        )
+        if not 0 < ttl <= most:
+            raise ApprovalError(f"ttl must be in (0, {most:g}] seconds", code="approval.ttl")
+        now = self.clock()
+        steps = req.steps if plan else (Step(req.kind, req.tool, req.args_hash),)
+        receipt = sign_receipt(
+            self._key,
+            Receipt(
+                id=self._ids("rc"),
+                request=req.id,
+                decision=req.decision_id,
+                agent=req.agent,
+                user=req.user,
+                session=req.session,
+                steps=steps,
+                policy=req.policy_version,
+                approver=approver,
+                issued_ns=now,
+                expires_ns=now + _ns(ttl),
+                nonce=self._nonces(),
+            ),
+        )
+        answered = self.store.decide(
+            request_id, Status.APPROVED, by=approver, note=note, now_ns=now, receipt=receipt
+        )
+        if isinstance(answered, Problem):
+            raise _fail(answered)
+        return receipt
+
+    def deny(self, request_id: str, approver: str, *, note: str = "") -> PendingRequest:
+        """Deny a pending request."""
+        req = self.show(request_id)
+        self._check_approver(req, approver)
+        answered = self.store.decide(
+            request_id, Status.DENIED, by=approver, note=note, now_ns=self.clock()
+        )
+        if isinstance(answered, Problem):
+            raise _fail(answered)
+        return answered
+
+    def approve_plan(
+        self,
+        calls: Calls,
+        *,
+        agent: str,
+        session: str | None,
+        policy_version: str,
+        approver: str,
+        user: str | None = None,
+        note: str = "",
+        ttl_s: float | None = None,
+    ) -> Receipt:
+        """Approve an exact plan written by a reviewer (no request from the agent needed)."""
+        submitted = self.submit_plan(
+            calls,
+            agent=agent,
+            session=session,
+            policy_version=policy_version,
+            user=user,
+            reason=note or None,
+            limits=False,
+        )
+        assert submitted.request is not None  # no limits: never refused
+        return self.approve(submitted.request.id, approver, note=note, ttl_s=ttl_s)
+
+    def cancel(self, scope: Scope, *, by: str = SYSTEM, note: str = "") -> Ids:
+        """Cancel pending and revoke approved-but-unused requests in ``scope``; their ids.
+        ``Scope(everything=True)`` reaches all; an empty scope reaches nothing."""
+        return self.store.cancel(scope, by=by, note=note, now_ns=self.clock())
+
+    def expire(self, request_id: str) -> PendingRequest | None:
+        """Mark a pending request expired (after its waiter gave up); None if it was not."""
+        answered = self.store.decide(
+            request_id, Status.EXPIRED, by=SYSTEM, note="no answer in time", now_ns=self.clock()
+        )
+        return None if isinstance(answered, Problem) else answered
+
+    def latest_for(self, action: Action) -> PendingRequest | None:
+        """The newest request for exactly this call (agent, user, session, tool, arguments):
+        what an adapter shows a client whose call is waiting for approval."""
+        return self.store.latest(group_key(action))
+
+    # -- using ---------------------------------------------------------------------------------
+
+    def redeem(
+        self,
+        receipt: Receipt | str,
+        action: Action,
+        *,
+        policy_version: str,
+        decision_id: str = "",
+    ) -> Redemption:
+        """Use ``receipt`` (or its token) for ``action``: ApprovalError unless it was signed by
+        a known key, covers exactly this call (agent, user, session, tool, arguments, policy
+        version), has not expired, was not revoked, and this step was not used before."""
+        if isinstance(receipt, str):
+            decoded = decode_receipt(receipt)
+            if isinstance(decoded, Problem):
+                raise _fail(decoded)
+            receipt = decoded
+        now = self.clock()
+        steps, problem = binding_problem(
+            receipt, action, policy_version=policy_version, now_ns=now, keys=self.keys
+        )
+        if problem is not None:
+            raise _fail(problem)
+        step = self.store.redeem(receipt, steps, decision_id=decision_id, now_ns=now)
+        if isinstance(step, Problem):
+            raise _fail(step)
+        return Redemption(receipt, step)
+
+
+def open_approval_queue(
+    data_dir: str | Path = ".ringfence",
+    *,
+    signing: bool = True,
+    limits: ApprovalLimits | None = None,
+    poll_s: float = 0.02,
+    **options: Any,
+) -> ApprovalQueue:
+    """The approval queue of a data folder: ``approvals.sqlite`` and the receipt key pair in
+    ``keys/`` (created if needed), shared by the agent process and ``ringfence approvals``.
+
+    ``signing=False`` (for the agent process) reads only the public key: that process can
+    ask, wait and redeem, and needs no read access to the private key.
+    """
+    from ringfence.stores.approvals import (
+        SQLiteApprovalStore,
+        load_approval_public_key,
+        load_or_create_approval_key,
+    )
+
+    folder = Path(data_dir)
+    key: SigningKey | None = None
+    if signing:
+        key = load_or_create_approval_key(folder / "keys")
+    else:
+        public = load_approval_public_key(folder / "keys")
+        options["verify_keys"] = {key_id(bytes(public)): public, **options.get("verify_keys", {})}
+    store = SQLiteApprovalStore(folder / "approvals.sqlite", poll_s=poll_s)
+    return ApprovalQueue(store, key, limits=limits, **options)

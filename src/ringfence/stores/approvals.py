@@ -1,0 +1,452 @@
+"""Approval requests in SQLite: the agent process waits while a reviewer answers from another.
+
+``approvals.sqlite`` in the data folder (WAL mode).  Every change is one ``BEGIN IMMEDIATE``
+transaction, so two processes answering the same request, or redeeming the same receipt, see
+exactly one of them succeed; caps are counted in the same transaction that stores a request.
+A waiter notices another process's change through ``PRAGMA data_version`` (read every
+``poll_s``, a few microseconds, no disk read) and a change made through the same store object
+at once (a condition variable).
+
+The request as submitted is kept as JSON (``data``); what changes afterwards — status, count,
+deadline, who answered and when, the receipt — lives in columns.  Redeemed steps are rows of
+``redeemed`` keyed by (receipt, step): a second redemption is a primary-key conflict.
+
+Receipts are signed with ``keys/approvals-signing.key`` (:func:`load_or_create_approval_key`,
+mode 0600): whoever can read that file can approve, so on a shared machine it is readable
+by the reviewers' group only, never by the agent's user (see docs/approvals.md).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import msgspec
+from nacl.signing import SigningKey, VerifyKey
+
+from ringfence.core.approvals import (
+    PLAN_KIND,
+    ApprovalLimits,
+    Counts,
+    PendingRequest,
+    Problem,
+    Receipt,
+    Scope,
+    Status,
+    Submission,
+    cap_problem,
+)
+from ringfence.errors import ConfigError
+from ringfence.stores.approvals_memory import not_pending, redeem_problem
+
+__all__ = [
+    "KEY_FILE",
+    "PUB_FILE",
+    "SQLiteApprovalStore",
+    "load_approval_public_key",
+    "load_or_create_approval_key",
+]
+
+KEY_FILE = "approvals-signing.key"
+PUB_FILE = "approvals-signing.pub"
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id TEXT PRIMARY KEY,
+    grp TEXT NOT NULL,
+    status TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    session TEXT,
+    bucket TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    deadline INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    decided_by TEXT,
+    decided INTEGER,
+    note TEXT NOT NULL DEFAULT '',
+    receipt BLOB,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_grp ON requests(grp, created);
+CREATE INDEX IF NOT EXISTS requests_status ON requests(status, created);
+CREATE INDEX IF NOT EXISTS requests_bucket ON requests(bucket, status);
+CREATE INDEX IF NOT EXISTS requests_agent ON requests(agent, created);
+CREATE TABLE IF NOT EXISTS redeemed (
+    receipt TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    decision TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    PRIMARY KEY (receipt, step)
+);
+"""
+# Every query written out whole (no SQL is built at run time).
+_BY_ID = (
+    "SELECT status, count, deadline, decided_by, decided, note, receipt, data FROM requests "
+    "WHERE id = ?"
+)
+_PENDING_OF_GROUP = (
+    "SELECT status, count, deadline, decided_by, decided, note, receipt, data FROM requests "
+    "WHERE grp = ? AND status = 'pending' AND deadline > ? ORDER BY created DESC LIMIT 1"
+)
+_LATEST_OF_GROUP = (
+    "SELECT status, count, deadline, decided_by, decided, note, receipt, data FROM requests "
+    "WHERE grp = ? ORDER BY created DESC, rowid DESC LIMIT 1"
+)
+_PLANS = (
+    "SELECT status, count, deadline, decided_by, decided, note, receipt, data FROM requests "
+    "WHERE kind = ? AND status = 'approved' AND agent = ? AND session IS ?"
+)
+_LIVE = (
+    "SELECT status, count, deadline, decided_by, decided, note, receipt, data FROM requests "
+    "WHERE (status = 'pending' AND deadline > ?) OR status = 'approved'"
+)
+_LIST_ALL = (
+    "SELECT status, count, deadline, decided_by, decided, note, receipt, data FROM requests "
+    "ORDER BY created DESC, rowid DESC LIMIT ?"
+)
+_LIST_PENDING = (
+    "SELECT status, count, deadline, decided_by, decided, note, receipt, data FROM requests "
+    "WHERE status = 'pending' AND deadline > ? ORDER BY created DESC, rowid DESC LIMIT ?"
+)
+_LIST_EXPIRED = (
+    "SELECT status, count, deadline, decided_by, decided, note, receipt, data FROM requests "
+    "WHERE status = 'expired' OR (status = 'pending' AND deadline <= ?) "
+    "ORDER BY created DESC, rowid DESC LIMIT ?"
+)
+_LIST_STATUS = (
+    "SELECT status, count, deadline, decided_by, decided, note, receipt, data FROM requests "
+    "WHERE status = ? ORDER BY created DESC, rowid DESC LIMIT ?"
+)
+_request_decoder = msgspec.json.Decoder(PendingRequest)
+_receipt_decoder = msgspec.json.Decoder(Receipt)
+_encode = msgspec.json.encode
+_replace = msgspec.structs.replace
+
+
+def _row(row: tuple[object, ...]) -> PendingRequest:
+    status, count, deadline, by, decided, note, receipt, data = row
+    req = _request_decoder.decode(data)  # type: ignore[arg-type]
+    return _replace(
+        req,
+        status=Status(str(status)),
+        count=count,
+        deadline_ns=deadline,
+        decided_by=by,
+        decided_ns=decided,
+        note=note,
+        receipt=None if receipt is None else _receipt_decoder.decode(receipt),  # type: ignore[arg-type]
+    )
+
+
+class SQLiteApprovalStore:
+    """The ``ApprovalStore`` port over one SQLite file, shared by processes."""
+
+    def __init__(self, path: str | os.PathLike[str], *, poll_s: float = 0.02) -> None:
+        self.path = Path(path)
+        self.poll_s = poll_s
+        self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._generation = 0
+        self._data_version = -1
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"cannot open approval store {self.path}: {exc}") from exc
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _write(self, change: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``change`` in one IMMEDIATE transaction (other processes wait for it)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = change(self._db)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+        return result
+
+    # -- the port ------------------------------------------------------------------------------
+
+    def submit(
+        self, request: PendingRequest, limits: ApprovalLimits | None, now_ns: int
+    ) -> Submission:
+        """Join an identical pending request, or check the caps and store ``request``."""
+
+        def change(db: sqlite3.Connection) -> Submission:
+            found = db.execute(_PENDING_OF_GROUP, (request.group, now_ns)).fetchone()
+            if found is not None:
+                latest = _row(found)
+                deadline = max(latest.deadline_ns, request.deadline_ns)
+                db.execute(
+                    "UPDATE requests SET count = count + 1, deadline = ? WHERE id = ?",
+                    (deadline, latest.id),
+                )
+                return Submission(
+                    _replace(latest, count=latest.count + 1, deadline_ns=deadline), joined=True
+                )
+            if limits is not None:
+                problem = cap_problem(limits, self._counts(db, request, limits, now_ns))
+                if problem is not None:
+                    return Submission(None, refused=problem)
+            db.execute(
+                "INSERT INTO requests(id, grp, status, kind, agent, session, bucket, created, "
+                "deadline, count, data) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    request.id,
+                    request.group,
+                    request.kind,
+                    request.agent,
+                    request.session,
+                    request.bucket,
+                    request.created_ns,
+                    request.deadline_ns,
+                    request.count,
+                    _encode(request),
+                ),
+            )
+            return Submission(request)
+
+        return self._write(change)
+
+    @staticmethod
+    def _counts(
+        db: sqlite3.Connection, request: PendingRequest, limits: ApprovalLimits, now_ns: int
+    ) -> Counts:
+        pending, in_session = db.execute(
+            "SELECT COALESCE(SUM(status = 'pending' AND deadline > ?), 0), COUNT(*) "
+            "FROM requests WHERE bucket = ?",
+            (now_ns, request.bucket),
+        ).fetchone()
+        (in_window,) = db.execute(
+            "SELECT COUNT(*) FROM requests WHERE agent = ? AND created >= ?",
+            (request.agent, now_ns - int(limits.window_s * 1e9)),
+        ).fetchone()
+        return Counts(pending, in_session, in_window)
+
+    def get(self, request_id: str) -> PendingRequest | None:
+        """The request, or None."""
+        rows = self._read(_BY_ID, (request_id,))
+        return _row(rows[0]) if rows else None
+
+    def latest(self, group: str) -> PendingRequest | None:
+        """The newest request of ``group``, or None."""
+        rows = self._read(_LATEST_OF_GROUP, (group,))
+        return _row(rows[0]) if rows else None
+
+    def requests(
+        self, *, status: Status | None = Status.PENDING, limit: int = 100, now_ns: int
+    ) -> list[PendingRequest]:
+        """Requests, newest first, with the given (effective) status."""
+        if status is None:
+            rows = self._read(_LIST_ALL, (limit,))
+        elif status is Status.PENDING:
+            rows = self._read(_LIST_PENDING, (now_ns, limit))
+        elif status is Status.EXPIRED:
+            rows = self._read(_LIST_EXPIRED, (now_ns, limit))
+        else:
+            rows = self._read(_LIST_STATUS, (status.value, limit))
+        return [_row(r) for r in rows]
+
+    def decide(
+        self,
+        request_id: str,
+        status: Status,
+        *,
+        by: str,
+        note: str,
+        now_ns: int,
+        receipt: Receipt | None = None,
+    ) -> PendingRequest | Problem:
+        """Answer a pending request (see ``ApprovalStore.decide``)."""
+
+        def change(db: sqlite3.Connection) -> PendingRequest | Problem:
+            found = db.execute(_BY_ID, (request_id,)).fetchone()
+            if found is None:
+                return Problem("approval.not_found", f"no approval request {request_id!r}")
+            row = _row(found)
+            if row.status is not Status.PENDING or (
+                row.status_at(now_ns) is Status.EXPIRED and status is not Status.EXPIRED
+            ):
+                return not_pending(row, now_ns)
+            db.execute(
+                "UPDATE requests SET status = ?, decided_by = ?, decided = ?, note = ?, "
+                "receipt = ? WHERE id = ? AND status = 'pending'",
+                (
+                    status.value,
+                    by,
+                    now_ns,
+                    note,
+                    None if receipt is None else _encode(receipt),
+                    request_id,
+                ),
+            )
+            return _replace(
+                row, status=status, decided_by=by, decided_ns=now_ns, note=note, receipt=receipt
+            )
+
+        return self._write(change)
+
+    def plans(self, agent: str, session: str | None, now_ns: int) -> list[PendingRequest]:
+        """Approved, unexpired plans of ``agent`` in ``session``."""
+        rows = self._read(_PLANS, (PLAN_KIND, agent, session))
+        plans = [_row(r) for r in rows]
+        return [p for p in plans if p.receipt is not None and p.receipt.expires_ns > now_ns]
+
+    def redeem(
+        self, receipt: Receipt, steps: tuple[int, ...], *, decision_id: str, now_ns: int
+    ) -> int | Problem:
+        """Use the first unused step of ``steps``; the step, or why none could be used."""
+
+        def change(db: sqlite3.Connection) -> int | Problem:
+            found = db.execute(_BY_ID, (receipt.request,)).fetchone()
+            problem = redeem_problem(None if found is None else _row(found), receipt)
+            if problem is not None:
+                return problem
+            for step in steps:
+                inserted = db.execute(
+                    "INSERT OR IGNORE INTO redeemed(receipt, step, decision, ts) "
+                    "VALUES (?, ?, ?, ?)",
+                    (receipt.id, step, decision_id, now_ns),
+                ).rowcount
+                if not inserted:
+                    continue
+                (used,) = db.execute(
+                    "SELECT COUNT(*) FROM redeemed WHERE receipt = ?", (receipt.id,)
+                ).fetchone()
+                if used >= len(receipt.steps):
+                    db.execute(
+                        "UPDATE requests SET status = 'used' WHERE id = ?", (receipt.request,)
+                    )
+                return step
+            return Problem("approval.receipt.used", "receipt has already been used")
+
+        return self._write(change)
+
+    def cancel(self, scope: Scope, *, by: str, note: str, now_ns: int) -> list[str]:
+        """Cancel pending and revoke approved requests in ``scope``."""
+
+        def change(db: sqlite3.Connection) -> list[str]:
+            found = db.execute(_LIVE, (now_ns,)).fetchall()
+            done = []
+            for row in map(_row, found):
+                if not scope.matches(row):
+                    continue
+                new = Status.CANCELLED if row.status is Status.PENDING else Status.REVOKED
+                db.execute(
+                    "UPDATE requests SET status = ?, decided_by = ?, decided = ?, note = ? "
+                    "WHERE id = ?",
+                    (new.value, by, now_ns, note, row.id),
+                )
+                done.append(row.id)
+            return done
+
+        return self._write(change)
+
+    def version(self) -> int:
+        """Changes when this store object writes, or another connection commits."""
+        with self._lock:
+            (data_version,) = self._db.execute("PRAGMA data_version").fetchone()
+        with self._cond:
+            if data_version != self._data_version:
+                self._data_version = data_version
+                self._generation += 1
+            return self._generation
+
+    def wait(self, since: int, timeout_s: float) -> int:
+        """Block until something changes or ``timeout_s`` passes, polling every ``poll_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            current = self.version()
+            remaining = deadline - time.monotonic()
+            if current != since or remaining <= 0:
+                return current
+            with self._cond:
+                if self._generation == since:
+                    self._cond.wait(min(self.poll_s, remaining))
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+
+def load_or_create_approval_key(directory: str | os.PathLike[str]) -> SigningKey:
+    """The receipt signing key in ``directory`` (``approvals-signing.key``), created with mode
+    0600 if there is none; ConfigError if others may read it or it is not a key."""
+    folder = Path(directory)
+    path = folder / KEY_FILE
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        key = SigningKey.generate()
+        # Written whole under a temporary name, then linked into place: a process that
+        # races us sees either no key or a complete one, and the first link wins.
+        tmp = folder / f".{KEY_FILE}.{os.getpid()}.{threading.get_ident()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(bytes(key).hex() + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return load_or_create_approval_key(directory)
+        finally:
+            tmp.unlink()
+        _write_public(folder, key.verify_key)
+        return key
+    mode = path.stat().st_mode
+    if mode & stat.S_IRWXO:
+        raise ConfigError(
+            f"{path} is readable by other users (mode {oct(mode & 0o777)}); chmod 600 it",
+            code="config.key_permissions",
+        )
+    try:
+        key = SigningKey(bytes.fromhex(path.read_text().strip()))
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not an Ed25519 key: {exc}", code="config.key") from None
+    if not (folder / PUB_FILE).exists():
+        _write_public(folder, key.verify_key)
+    return key
+
+
+def _write_public(folder: Path, public: VerifyKey) -> None:
+    tmp = folder / f".{PUB_FILE}.{os.getpid()}.{threading.get_ident()}"
+    tmp.write_text(bytes(public).hex() + "\n")
+    os.replace(tmp, folder / PUB_FILE)
+
+
+def load_approval_public_key(directory: str | os.PathLike[str]) -> VerifyKey:
+    """The public key receipts are verified with (``approvals-signing.pub``).  If there is no
+    key pair yet it is created (the private half stays in its 0600 file); if only the
+    private key exists, the public file is written from it."""
+    folder = Path(directory)
+    path = folder / PUB_FILE
+    if not path.exists():
+        return load_or_create_approval_key(folder).verify_key  # writes the public file too
+    try:
+        return VerifyKey(bytes.fromhex(path.read_text().strip()))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"{path} is not an Ed25519 public key: {exc}", code="config.key"
+        ) from None
