@@ -27,7 +27,12 @@ def owasp(policy_path: str | None, gateway_path: str | None, approver: bool, as_
 
         config = _config(gateway_path)
         features = Features(
-            gateway=True, pinning=config.pinning, scan=config.scan, approver=approver
+            gateway=True,
+            pinning=config.pinning,
+            scan=config.scan,
+            approver=True,  # the gateway's approval queue (ringfence approvals)
+            kill_switch=True,
+            secrets=config.secrets is not None,
         )
         policy_path = policy_path or str(config.path(config.policy))
     if policy_path is None:

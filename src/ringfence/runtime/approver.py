@@ -150,7 +150,8 @@ class QueueApprover:
         if self.resources is None:
             return action.resources
         try:
-            return self.resources(action)
+            # The Guard already puts the derived resources on the action: no duplicates.
+            return tuple(dict.fromkeys(self.resources(action)))
         except Exception:  # the reviewer sees fewer resources; the decision is unaffected
             log.exception("could not derive resources for the approval request")
             return action.resources

@@ -56,6 +56,13 @@ def open_guard(
     Session state is kept in memory unless ``persistent_sessions=True`` puts it in
     ``data_dir/sessions.sqlite`` (shared by processes, kept across restarts; each update
     rewrites the session's whole state, so it costs more as a session's history grows).
+    Kills and the policy's ``limits:`` live in ``data_dir/controls`` (``controls_dir=`` names
+    another folder, to share them with processes that have their own data folders).
+    ``approval_queue=True`` (with no ``approver``) sends require_approval decisions to the
+    queue in ``data_dir/approvals.sqlite`` that ``ringfence approvals`` answers; the call
+    waits ``approval_wait_s`` seconds (default: the queue's request timeout; 0: answer
+    "pending" at once, and let the same call, retried once approved, redeem the receipt).
+    A kill cancels the pending approvals in its scope.
     """
     compiled = policy if isinstance(policy, Policy) else load_policy(policy)
     audit = open_audit_log(data_dir, durability=durability)
@@ -66,7 +73,34 @@ def open_guard(
         except BaseException:
             audit.close()
             raise
-    return Guard(
+    if "controls" not in guard_options:
+        # Kill switch and the policy's limits, shared by every process using the same
+        # controls folder (data_dir/controls, or controls_dir=...).
+        from ringfence.runtime.controls import open_controls
+
+        try:
+            guard_options["controls"] = open_controls(
+                data_dir,
+                compiled.spec.limit_set,
+                store_dir=guard_options.pop("controls_dir", None),
+                audit=audit,
+            )
+        except BaseException:
+            audit.close()
+            raise
+    queue = None
+    wait_s = guard_options.pop("approval_wait_s", None)
+    if guard_options.pop("approval_queue", False) and approver is None:
+        from ringfence.runtime.approvals import open_approval_queue
+        from ringfence.runtime.approver import QueueApprover
+
+        try:
+            queue = open_approval_queue(Path(data_dir), signing=False)
+        except BaseException:
+            audit.close()
+            raise
+        approver = QueueApprover(queue, wait_s=wait_s, resources=compiled.resources_of)
+    guard = Guard(
         compiled,
         audit=audit,
         approver=approver,
@@ -75,3 +109,22 @@ def open_guard(
         clock=guard_options.pop("clock", time.time_ns),
         **guard_options,
     )
+    if queue is not None:
+        _cancel_on_kill(guard, queue)
+        close = getattr(queue.store, "close", None)
+        if close is not None:
+            guard.closing(close)
+    return guard
+
+
+def _cancel_on_kill(guard: Guard, queue: Any) -> None:
+    """A kill cancels the pending (and approved, unused) requests in its scope."""
+    if guard.controls is None:
+        return
+    from ringfence.core.approvals import Scope
+
+    def cancel(kill: Any) -> None:
+        scope = Scope.of(kill.scope.kind, kill.scope.value)
+        queue.cancel(scope, by=kill.by, note=f"kill {kill.id}: {kill.reason}")
+
+    guard.controls.on_kill(cancel)

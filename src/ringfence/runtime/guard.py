@@ -45,7 +45,10 @@ from ringfence.runtime.ports import ApprovalAnswer, Approver, Clock, SessionStor
 from ringfence.runtime.sessions import Sessions
 
 if TYPE_CHECKING:
+    from ringfence.runtime.broker import SecretBroker
+    from ringfence.runtime.controls import Controls
     from ringfence.runtime.identity import Verifier
+    from ringfence.runtime.sandbox.executor import SandboxExecutor
 
 __all__ = ["CallContext", "Enforcement", "Guard"]
 
@@ -56,6 +59,8 @@ AUDIT_RULE = "ringfence:audit"
 INTERNAL_RULE = "ringfence:internal"
 APPROVAL_RULE = "ringfence:approval"
 IDENTITY_RULE = "ringfence:identity"
+SECRET_RULE = "ringfence:secret"  # noqa: S105 - a rule id (= runtime.broker.SECRET_RULE)
+SANDBOX_RULE = "ringfence:sandbox"  # = runtime.sandbox.executor.SANDBOX_RULE
 # Refusals that stop an action in every mode, audit-only included: it could not be decided
 # or recorded, or (with a verifier) nobody verifiably asked for it.
 _UNRECORDED = frozenset({AUDIT_RULE, INTERNAL_RULE, IDENTITY_RULE})
@@ -112,11 +117,30 @@ class Guard:
         sessions: SessionStore | None = None,
         tripwires: bool = True,
         verifier: Verifier | None = None,
+        controls: Controls | None = None,
+        secrets: SecretBroker | None = None,
+        sandbox: SandboxExecutor | None = None,
     ) -> None:
         self.policy = policy
         self.on_decision = on_decision
         self.audit = audit
         self.approver = approver
+        self._closers: list[Callable[[], None]] = []
+        bind = getattr(approver, "bind_audit", None)
+        if bind is not None:
+            bind(audit)  # the approver's receipt records go to this Guard's log
+        # Secret handles are checked before deciding and substituted right before running;
+        # every audit record is redacted before it is hashed (runtime/broker.py).
+        self.secrets = secrets
+        if secrets is not None:
+            from ringfence.runtime.broker import install_audit_redaction
+
+            install_audit_redaction(audit, secrets)
+        # Where a decision names a sandbox profile, the profile must be runnable here, or
+        # the decision is a deny (runtime/sandbox/executor.py).
+        self.sandbox = sandbox
+        if sandbox is not None:
+            sandbox.check_policy(policy)
         self.defaults = CallContext(agent=agent, roles=roles, user=user)
         self._clock = clock
         self._ids = ids or new_id_source()
@@ -124,6 +148,17 @@ class Guard:
         self._enforced = self._enforcement is Enforcement.ENFORCE
         self.sessions = Sessions(sessions, tripwires=tripwires)
         self._verifier = verifier
+        limit_set = getattr(getattr(policy, "spec", None), "limit_set", None)
+        if controls is None and limit_set:
+            # The policy states limits: they are enforced, per process, unless a shared
+            # store is given (ringfence.runtime.controls.open_controls).
+            from ringfence.runtime.controls import Controls
+
+            controls = Controls(limit_set, clock=clock, watch_seconds=None)
+        if controls is not None and controls.audit is None:
+            controls.audit = audit  # kills made through this Guard's controls are recorded
+        # Kill switch, rate limits, budgets, breakers, loop limit (runtime/controls.py).
+        self.controls = controls
         if not self._enforced:
             log.warning(
                 "UNSAFE audit-only mode: decisions are recorded but NOT enforced; "
@@ -140,9 +175,23 @@ class Guard:
         """How this Guard applies decisions; fixed when it is made."""
         return self._enforcement
 
+    def closing(self, close: Callable[[], None]) -> None:
+        """Call ``close`` when this Guard closes (before its audit log): for components
+        opened with it, such as an approval queue's store."""
+        self._closers.append(close)
+
     def close(self) -> None:
-        """Close the audit log (writes a final signed checkpoint) and the session store."""
+        """Close what was registered with :meth:`closing`, the controls, the audit log (final
+        signed checkpoint) and the session store."""
         try:
+            for closer in reversed(self._closers):
+                try:
+                    closer()
+                except Exception:
+                    log.exception("closing %r failed", closer)
+            self._closers.clear()
+            if self.controls is not None:
+                self.controls.close()
             self.audit.close()
         finally:
             close = getattr(self.sessions.store, "close", None)
@@ -244,11 +293,32 @@ class Guard:
         return action, self._check(action)
 
     def _check(self, action: Action) -> Decision:
+        if self.secrets is not None:
+            problem = self._secret_problem(action)
+            if problem is not None:
+                return self.refuse(action, SECRET_RULE, problem)
         decision_id = self._ids()
         try:
             if action.session is not None:
                 action = self.sessions.prepare(action)
             decision, resources = self.policy.decide(action, decision_id)
+            controls = self.controls
+            if controls is not None and decision.effect is not Effect.DENY:
+                hit = controls.check(action, self._clock())  # never raises; fails closed
+                if hit is not None:  # obligations kept: the record is still redacted
+                    decision = msgspec.structs.replace(
+                        decision, effect=Effect.DENY, rules=(hit[0],), reasons=(hit[1],)
+                    )
+            if (
+                self.sandbox is not None
+                and decision.effect is not Effect.DENY
+                and decision.obligations.sandbox is not None
+            ):
+                refusal = self.sandbox.refusal(action, decision)
+                if refusal is not None:  # the profile cannot run here: fail closed
+                    decision = msgspec.structs.replace(
+                        decision, effect=Effect.DENY, rules=(SANDBOX_RULE,), reasons=(refusal,)
+                    )
             record = decision_record(
                 action,
                 decision,
@@ -267,7 +337,9 @@ class Guard:
             log.exception("internal error while deciding %s %r", action.kind, action.tool)
             return self._refuse(decision_id, INTERNAL_RULE, "internal error while deciding")
         if decision.effect is Effect.REQUIRE_APPROVAL:
-            decision = self._approve(action, decision)
+            # The reviewer sees the resources the policy derived, not only those named.
+            asked = msgspec.structs.replace(action, resources=resources) if resources else action
+            decision = self._approve(asked, decision)
         if decision.effect is Effect.ALLOW and action.session is not None:
             try:
                 self.sessions.allowed(action, decision)
@@ -289,6 +361,56 @@ class Guard:
                 decision.decision_id,
             )
         return decision
+
+    def _secret_problem(self, action: Action) -> str | None:
+        """Why the secret handles (or values) in ``action`` may not be used, or None."""
+        from ringfence.runtime.broker import destinations
+
+        assert self.secrets is not None
+        try:
+            hosts = destinations(self.policy, action)
+            problem = self.secrets.check(action.tool, action.args, hosts)
+        except Exception:  # a broker failure is never an allow
+            log.exception("secret check failed for %s %r", action.kind, action.tool)
+            return "secret.error: the secret check failed"
+        return None if problem is None else f"{problem.code}: {problem.message}"
+
+    def _with_secrets(
+        self,
+        tool: str,
+        action: Action,
+        decision: Decision,
+        a: tuple[Any, ...],
+        kw: dict[str, Any],
+        started_ns: int,
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The call's arguments with secret handles replaced by their values, right before
+        it runs (the decision, holding only handles, is already on record)."""
+        from ringfence.runtime.broker import destinations
+
+        assert self.secrets is not None
+        try:
+            hosts = destinations(self.policy, action)
+            new_a, new_kw = self.secrets.substitute(tool, (list(a), kw), hosts)
+        except BaseException as exc:
+            self.record_outcome(action, decision, started_ns=started_ns, error=exc)
+            raise
+        return tuple(new_a), dict(new_kw)
+
+    def _scrubbed(self, exc: BaseException) -> BaseException:
+        """``exc``, or a stand-in whose message has the secrets redacted."""
+        assert self.secrets is not None
+        return self.secrets.scrub(exc)
+
+    def _redacted_ok(self, action: Action, decision: Decision, started_ns: int, result: Any) -> Any:
+        """Record a successful call whose result may hold a secret; the result redacted."""
+        assert self.secrets is not None
+        redaction = self.secrets.redact(result)
+        labels: tuple[str, ...] = ()
+        if redaction.findings:
+            result, labels = redaction.value, ("secret",)
+        self.record_outcome(action, decision, started_ns=started_ns, result=result, labels=labels)
+        return result
 
     def refuse(self, action: Action, rule: str, reason: str) -> Decision:
         """Deny ``action`` without consulting the policy, and record that decision.
@@ -410,6 +532,8 @@ class Guard:
         are the session labels the result brought, recorded and added to the session.
         """
         duration = time.perf_counter_ns() - started_ns
+        if self.controls is not None:  # circuit breakers learn from outcomes
+            self.controls.record(action, error is None, duration, self._clock())
         session = action.session
         if session is not None and error is None:
             declared = self.policy.tools.get(action.tool)
@@ -431,7 +555,10 @@ class Guard:
             except Exception:
                 data = repr(result).encode("utf-8", "replace")
             digest, size = hashlib.sha256(data).hexdigest(), len(data)
-        message = None if error is None else f"{type(error).__name__}: {str(error)[:500]}"
+        text = "" if error is None else str(error)
+        if error is not None and self.secrets is not None:
+            text = self.secrets.redact_text(text)  # before cutting: no half-secret kept
+        message = None if error is None else f"{type(error).__name__}: {text[:500]}"
         try:
             self.audit.append(
                 outcome_record(
@@ -459,6 +586,8 @@ class Guard:
             self.record_outcome(action, decision, started_ns=started_ns, result=result)
             return
         duration = _perf_ns() - started_ns
+        if self.controls is not None:
+            self.controls.record(action, True, duration, self._clock())
         try:
             data = _encode_result(result)
         except Exception:
@@ -522,11 +651,18 @@ class Guard:
                     await asyncio.to_thread(admit, a, kw) if guard.approver else admit(a, kw)
                 )
                 t0 = time.perf_counter_ns()
+                if guard.secrets is not None:
+                    a, kw = guard._with_secrets(name, action, decision, a, kw, t0)
                 try:
                     result = await fn(*a, **kw)
                 except BaseException as exc:
                     guard.record_outcome(action, decision, started_ns=t0, error=exc)
+                    scrubbed = guard._scrubbed(exc) if guard.secrets is not None else exc
+                    if scrubbed is not exc:
+                        raise scrubbed from None
                     raise
+                if guard.secrets is not None:
+                    return guard._redacted_ok(action, decision, t0, result)
                 guard._record_ok(action, decision, t0, result)
                 return result
 
@@ -536,11 +672,18 @@ class Guard:
         def wrapper(*a: Any, **kw: Any) -> Any:
             action, decision = admit(a, kw)
             t0 = _perf_ns()
+            if guard.secrets is not None:
+                a, kw = guard._with_secrets(name, action, decision, a, kw, t0)
             try:
                 result = fn(*a, **kw)
             except BaseException as exc:
                 guard.record_outcome(action, decision, started_ns=t0, error=exc)
+                scrubbed = guard._scrubbed(exc) if guard.secrets is not None else exc
+                if scrubbed is not exc:
+                    raise scrubbed from None
                 raise
+            if guard.secrets is not None:
+                return guard._redacted_ok(action, decision, t0, result)
             guard._record_ok(action, decision, t0, result)
             return result
 

@@ -73,6 +73,7 @@ def summary(message: dict[str, Any]) -> tuple[Any, ...]:
             # The id in the text is the one in _meta, and the one in the audit log.
             assert result["_meta"]["io.ringfence/decision"]["decision_id"] == found[1]
             text = text[: found.start()] + "(decision *)"
+        text = re.sub(r"\bap-[0-9a-f]+", "ap-*", text)
         return (message["id"], "result", result["isError"], text)
     if "tools" in result:
         return (message["id"], "result", [t["name"] for t in result["tools"]])
@@ -109,9 +110,10 @@ async def test_playbook_allow_deny_approval_quarantine_crash(tmp_path: Path) -> 
             4,
             "result",
             True,
-            f"Ringfence requires human approval, which was not given: {NEEDS_HUMAN}; "
-            "not approved by ringfence: approval required but no approver is configured "
-            "(decision *)",
+            f"Ringfence is waiting for human approval of this call: {NEEDS_HUMAN}; "
+            "not approved by ringfence: approval pending: request ap-*; a reviewer answers "
+            "with 'ringfence approvals approve ap-*' (or deny); retry the same call once it "
+            "is approved (decision *)",
         ),
         (
             5,
@@ -147,9 +149,10 @@ async def test_playbook_allow_deny_approval_quarantine_crash(tmp_path: Path) -> 
 
     records = audit_records(setup.data)
     approval = of_type(records, "approval")
-    assert [(a["tool"], a["approved"], a["approver"], a["note"]) for a in approval] == [
-        ("rec__transfer", False, "ringfence", "approval required but no approver is configured")
+    assert [(a["tool"], a["approved"], a["approver"]) for a in approval] == [
+        ("rec__transfer", False, "ringfence")
     ]
+    assert approval[0]["note"].startswith("approval pending: request ap-")
     assert approval[0]["decision_id"] == meta[4]["decision_id"]
 
 

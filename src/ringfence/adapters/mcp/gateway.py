@@ -532,7 +532,12 @@ class _ToolError(Exception):
 def denied_text(decision: Decision) -> str:
     """The readable reason a request did not go through, with the decision id."""
     approval = APPROVAL_RULE in decision.rules
-    verb = "requires human approval, which was not given" if approval else "denied this call"
+    if approval and any("approval pending" in reason for reason in decision.reasons):
+        verb = "is waiting for human approval of this call"
+    elif approval:
+        verb = "requires human approval, which was not given"
+    else:
+        verb = "denied this call"
     return f"Ringfence {verb}: {'; '.join(decision.reasons)} (decision {decision.decision_id})"
 
 

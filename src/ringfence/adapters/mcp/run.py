@@ -40,6 +40,11 @@ async def open_gateway(config: GatewayConfig, *, errlog: Any = None) -> AsyncIte
         data_dir=config.path(config.data_dir),
         durability=config.durability,
         agent=config.identity.agent,
+        # require_approval: the client gets "approval pending, request ap-..." at once (the
+        # event loop must not block); the same call retried after `ringfence approvals
+        # approve` redeems the receipt once.
+        approval_queue=True,
+        approval_wait_s=0,
     )
     try:
         gateway = Gateway(

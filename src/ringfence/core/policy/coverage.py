@@ -37,17 +37,34 @@ DEMONSTRATED = {
         "tests/unit/core/policy/test_engine.py",
         "tests/integration/mcp/test_gateway_reference.py",
     ],
-    "ASI03": ["tests/unit/core/policy/test_engine.py (agent/role/user scope)"],
+    "ASI03": [
+        "tests/unit/core/policy/test_engine.py (agent/role/user scope)",
+        "tests/unit/runtime/test_guard_identity.py",
+        "tests/unit/core/identity/",
+    ],
     "ASI04": ["tests/integration/mcp/test_gateway_pins.py", "tests/unit/adapters/mcp/test_scan.py"],
-    "ASI05": ["tests/unit/pack/ (shell family)"],
+    "ASI05": [
+        "tests/unit/pack/ (shell family)",
+        "tests/integration/test_sandbox_escape.py",
+        "tests/unit/runtime/test_guard_wiring.py",
+    ],
     "ASI06": ["tests/unit/runtime/test_guard_sessions.py", "tests/unit/core/test_tripwires.py"],
-    "ASI07": [],
+    "ASI07": ["tests/unit/core/identity/ (delegation chains)"],
     "ASI08": [
         "tests/unit/runtime/test_guard_sessions.py (loops, budgets)",
         "tests/integration/mcp/test_gateway_robustness.py (timeouts, crashes)",
+        "tests/unit/runtime/test_controls.py (rate limits, budgets, breakers)",
     ],
-    "ASI09": ["tests/unit/runtime/test_guard_approval.py"],
-    "ASI10": ["tests/unit/core/audit/", "tests/integration/test_crash.py"],
+    "ASI09": [
+        "tests/unit/runtime/test_guard_approval.py",
+        "tests/unit/runtime/test_approvals.py (receipts, caps, grouping)",
+        "tests/integration/test_approvals_cli.py",
+    ],
+    "ASI10": [
+        "tests/unit/core/audit/",
+        "tests/integration/test_crash.py",
+        "tests/integration/test_kill_switch_processes.py",
+    ],
 }
 
 _SESSION_LABELS = {"untrusted", "injection", "role_marker", "hidden_text", "encoded_payload"}
@@ -62,13 +79,13 @@ class Features:
     gateway: bool = False
     pinning: str | None = None  # "tofu" | "allowlist"
     scan: str | None = None  # "warn" | "quarantine"
-    approver: bool = False
+    approver: bool = False  # an approver answers require_approval (e.g. the approval queue)
     audit: bool = True
     tripwires: bool = True
-    identity: bool = False  # signed agent credentials (issue 5; not built)
-    sandbox: bool = False  # sandboxed execution (issue 6; not built)
-    kill_switch: bool = False  # issue 6; not built
-    breakers: bool = False  # rate limits and circuit breakers (issue 6; not built)
+    identity: bool = False  # every check verifies a signed agent credential
+    sandbox: bool = False  # a sandbox executor runs the profiles rules name
+    kill_switch: bool = False  # the kill switch is checked (every open_guard Guard, gateway)
+    secrets: bool = False  # a secret broker substitutes handles
 
 
 @dataclass
@@ -137,6 +154,12 @@ def owasp_coverage(policy: Policy, features: Features) -> list[Coverage]:
         or any(c.subject == ("delegation",) for c in _leaves(r.when))
     ]
     declared = [t for t in policy.tools.values() if t.schema is not None]
+    credential = [
+        r for r in rules if _uses(r, lambda c: c.subject[:1] == ("credential",), ("credential.",))
+    ]
+    sandboxed = [r for r in rules if r.sandbox is not None]
+    limits = policy.spec.limit_set
+    grants = policy.spec.secrets
     out = {k: Coverage(k, v, tests=list(DEMONSTRATED[k])) for k, v in RISKS.items()}
 
     c = out["ASI01"]
@@ -157,13 +180,26 @@ def owasp_coverage(policy: Policy, features: Features) -> list[Coverage]:
         c.gaps.append("no tool declares its arguments: conditions on arguments cannot be checked")
     if features.gateway:
         c.controls.append("MCP gateway: tools/list filtered by policy, every call checked")
+    if grants:
+        c.controls.append(
+            f"secret broker: {len(grants)} secret(s) granted to named tools and hosts; "
+            "the model sees handles only, values are redacted from results and records"
+        )
 
     c = out["ASI03"]
-    c.rules = [ids[r] for r in scoped]
-    if not scoped:
-        c.gaps.append("no rule is scoped to an agent, role or user")
-    if not features.identity:
-        c.gaps.append("agent identities are asserted, not verified (signed credentials: not built)")
+    c.rules = [ids[r] for r in scoped + credential]
+    if not scoped and not credential:
+        c.gaps.append("no rule is scoped to an agent, role, user or credential claim")
+    if features.identity:
+        c.controls.append(
+            "every check verifies a signed, short-lived credential (scopes, budgets, expiry, "
+            "audience, revocation); delegation only narrows"
+        )
+    else:
+        c.gaps.append(
+            "no credential verifier configured: agent identities are asserted, not verified "
+            "(Guard(verifier=...), docs/identity.md)"
+        )
 
     c = out["ASI04"]
     if features.gateway and features.pinning:
@@ -175,10 +211,18 @@ def owasp_coverage(policy: Policy, features: Features) -> list[Coverage]:
 
     c = out["ASI05"]
     c.rules = [ids[r] for r in shell]
+    c.rules += [ids[r] for r in sandboxed if ids[r] not in c.rules]
     if not shell:
         c.gaps.append("no rule covers shell or code-execution tools")
-    if not features.sandbox:
-        c.gaps.append("sandboxed execution is not available yet: code runs where the tool runs")
+    if not sandboxed:
+        c.gaps.append("no rule names a sandbox profile (rule key `sandbox:`)")
+    if features.sandbox:
+        c.controls.append(
+            "sandbox executor: bwrap or process tier, no network, read-only system, limits; "
+            "an unavailable profile is a deny"
+        )
+    else:
+        c.gaps.append("no sandbox executor configured: code runs where the tool runs")
 
     c = out["ASI06"]
     c.rules = [ids[r] for r in labelled]
@@ -191,17 +235,27 @@ def owasp_coverage(policy: Policy, features: Features) -> list[Coverage]:
     c.rules = [ids[r] for r in agent_msgs]
     if not agent_msgs:
         c.gaps.append("no rule covers agent_message actions or delegation chains")
-    if not features.identity:
-        c.gaps.append("messages between agents are not authenticated (not built)")
+    if features.identity:
+        c.controls.append("delegation chains verified to a trusted root on every use")
+    else:
+        c.gaps.append("messages between agents are not authenticated (no credential verifier)")
 
     c = out["ASI08"]
     c.rules = [ids[r] for r in loops]
     if features.gateway:
         c.controls.append("MCP gateway: upstream timeouts, crash restarts, size limits")
-    if not loops:
+    if not loops and not limits.loop:
         c.gaps.append("no loop detection or per-session budget (state.repeats, state.counters)")
-    if not features.breakers:
-        c.gaps.append("rate limits and circuit breakers: not built")
+    if limits.rates or limits.budgets:
+        c.controls.append(
+            f"limits: {len(limits.rates)} rate limit(s), {len(limits.budgets)} budget(s)"
+        )
+    else:
+        c.gaps.append("no rate limit or budget (policy `limits:`)")
+    if limits.breakers:
+        c.controls.append(f"{len(limits.breakers)} circuit breaker(s)")
+    else:
+        c.gaps.append("no circuit breaker (policy `limits: breakers`)")
 
     c = out["ASI09"]
     c.rules = [ids[r] for r in approvals]
@@ -209,11 +263,17 @@ def owasp_coverage(policy: Policy, features: Features) -> list[Coverage]:
         c.gaps.append("approval rules exist but no approver is configured: they deny")
     if not approvals:
         c.gaps.append("no rule asks a human")
-    c.gaps.append("approval caps and receipts bound to arguments: not built")
+    if features.approver:
+        c.controls.append(
+            "approvals are single-use signed receipts bound to the arguments, session and "
+            "policy version; identical requests grouped; caps per session and window"
+        )
 
     c = out["ASI10"]
     if features.audit:
         c.controls.append("tamper-evident audit log (Merkle tree, signed checkpoints)")
-    if not features.kill_switch:
-        c.gaps.append("kill switch: not built")
+    if features.kill_switch:
+        c.controls.append("kill switch (ringfence kill): agent, tool, session, user or all")
+    else:
+        c.gaps.append("no kill switch in this setup (open_guard and the gateway have one)")
     return list(out.values())
