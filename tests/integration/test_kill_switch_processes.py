@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,22 @@ CHILD = Path(__file__).with_name("controls_child.py")
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 
 
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _reap_children() -> Iterator[None]:
+    """Every child a test started is stopped and its pipes closed, even when it failed."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
 def child(store: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, str(CHILD), str(store), *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -36,6 +51,8 @@ def child(store: Path, *args: str) -> subprocess.Popen[str]:
         text=True,
         env=ENV,
     )
+    _STARTED.append(proc)
+    return proc
 
 
 def ready(proc: subprocess.Popen[str]) -> None:

@@ -44,6 +44,7 @@ from ringfence.core.approvals import (
 )
 from ringfence.errors import ConfigError
 from ringfence.stores.approvals_memory import not_pending, redeem_problem
+from ringfence.stores.wal import use_wal
 
 __all__ = [
     "KEY_FILE",
@@ -161,7 +162,7 @@ class SQLiteApprovalStore:
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
+            use_wal(self._db)
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:

@@ -37,6 +37,7 @@ from pathlib import Path
 from ringfence.core.killswitch import Kill, KillEvent, KillScope
 from ringfence.errors import ConfigError
 from ringfence.runtime.ports import Cell
+from ringfence.stores.wal import use_wal
 
 __all__ = ["MemoryControlStore", "SQLiteControlStore"]
 
@@ -152,7 +153,7 @@ class SQLiteControlStore:
                 check_same_thread=False,
                 timeout=30,
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
+            use_wal(self._db)
             # Cells (buckets, usage, breakers) need only survive the process; kills are
             # written with synchronous=FULL (see _durable) and survive a power cut.
             self._db.execute("PRAGMA synchronous=NORMAL")

@@ -43,6 +43,7 @@ from ringfence.core.identity.records import (
     Revocation,
 )
 from ringfence.errors import ConfigError, IdentityError
+from ringfence.stores.wal import use_wal
 
 __all__ = ["MemoryIdentityRegistry", "SQLiteIdentityRegistry"]
 
@@ -165,7 +166,7 @@ class SQLiteIdentityRegistry:
                 check_same_thread=False,
                 timeout=30,
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
+            use_wal(self._db)
             self._db.execute("PRAGMA synchronous=FULL")
             with self._file_lock():
                 self._db.executescript(_SCHEMA)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ringfence.core.flow import SessionState, decode_state, encode_state
 from ringfence.errors import ConfigError
+from ringfence.stores.wal import use_wal
 
 __all__ = ["SQLiteSessionStore"]
 
@@ -45,7 +46,7 @@ class SQLiteSessionStore:
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
+            use_wal(self._db)
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:

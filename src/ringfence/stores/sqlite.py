@@ -47,6 +47,7 @@ from ringfence.stores.journal import (
     journal_files,
     read_frames,
 )
+from ringfence.stores.wal import use_wal
 
 __all__ = ["SQLiteAuditStore"]
 
@@ -133,7 +134,7 @@ class SQLiteAuditStore:
             # on a new database, an existing one keeps its page size.
             self._db.execute("PRAGMA page_size=65536")
             self._db.execute("PRAGMA busy_timeout=30000")
-            self._db.execute("PRAGMA journal_mode=WAL")
+            use_wal(self._db)
             self._db.execute(f"PRAGMA synchronous={'FULL' if durability == 'fsync' else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
             log_id = self._meta("log_id")
