@@ -24,11 +24,8 @@ deleted now and then; cells without one are kept.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import mmap
 import os
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,14 +34,13 @@ from pathlib import Path
 from ringfence.core.killswitch import Kill, KillEvent, KillScope
 from ringfence.errors import ConfigError
 from ringfence.runtime.ports import Cell
+from ringfence.stores.generation import SharedWord
 from ringfence.stores.wal import use_wal
 
 __all__ = ["MemoryControlStore", "SQLiteControlStore"]
 
 POLL_SECONDS = 0.25
 PRUNE_EVERY = 1000
-_WORD = struct.Struct("<Q")
-_unpack = _WORD.unpack_from
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS generation (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER);
 INSERT OR IGNORE INTO generation VALUES (1, 0);
@@ -158,10 +154,7 @@ class SQLiteControlStore:
             # written with synchronous=FULL (see _durable) and survive a power cut.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)  # idempotent; waits out a concurrent opener
-            self._gen_fd = os.open(self.path / "controls.gen", os.O_RDWR | os.O_CREAT, 0o644)
-            if os.fstat(self._gen_fd).st_size < _WORD.size:
-                os.ftruncate(self._gen_fd, _WORD.size)
-            self._map = mmap.mmap(self._gen_fd, _WORD.size)
+            self._word = SharedWord(self.path, "controls")
             self._publish()
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open controls store {self.path}: {exc}") from exc
@@ -170,8 +163,7 @@ class SQLiteControlStore:
 
     def generation(self) -> int:
         """The shared generation word (one memory read)."""
-        value: int = _unpack(self._map, 0)[0]
-        return value
+        return self._word.read()
 
     def poll(self) -> None:
         """Repair the shared word if SQLite changed without it (a writer died between its
@@ -187,19 +179,8 @@ class SQLiteControlStore:
     def _publish(self) -> None:
         """Copy SQLite's generation to the shared word, under the file lock (so the word
         only moves forward: each publisher copies the latest committed number)."""
-        with self._lock, self._file_lock():
-            value = self._db.execute("SELECT value FROM generation").fetchone()[0]
-            if _WORD.unpack_from(self._map, 0)[0] != value:
-                _WORD.pack_into(self._map, 0, value)
-
-    @contextlib.contextmanager
-    def _file_lock(self) -> Iterator[None]:
-        fd = os.open(self.path / "controls.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        with self._lock, self._word.locked():
+            self._word.set(self._db.execute("SELECT value FROM generation").fetchone()[0])
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -351,5 +332,4 @@ class SQLiteControlStore:
                 return
             self._closed = True
             self._db.close()
-            self._map.close()
-            os.close(self._gen_fd)
+            self._word.close()

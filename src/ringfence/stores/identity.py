@@ -23,13 +23,10 @@ through ``PRAGMA data_version`` and repair the file.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import mmap
 import os
 import re
 import sqlite3
 import stat
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -43,6 +40,7 @@ from ringfence.core.identity.records import (
     Revocation,
 )
 from ringfence.errors import ConfigError, IdentityError
+from ringfence.stores.generation import SharedWord
 from ringfence.stores.wal import use_wal
 
 __all__ = ["MemoryIdentityRegistry", "SQLiteIdentityRegistry"]
@@ -50,7 +48,6 @@ __all__ = ["MemoryIdentityRegistry", "SQLiteIdentityRegistry"]
 POLL_SECONDS = 0.25
 _POLL_NS = int(POLL_SECONDS * 1e9)
 _KID = re.compile(r"^[A-Za-z0-9_-]{43}$")
-_WORD = struct.Struct("<Q")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS generation (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER);
@@ -168,12 +165,9 @@ class SQLiteIdentityRegistry:
             )
             use_wal(self._db)
             self._db.execute("PRAGMA synchronous=FULL")
-            with self._file_lock():
+            self._word = SharedWord(self.path, "registry")
+            with self._word.locked():
                 self._db.executescript(_SCHEMA)
-            self._gen_fd = os.open(self.path / "registry.gen", os.O_RDWR | os.O_CREAT, 0o644)
-            if os.fstat(self._gen_fd).st_size < _WORD.size:
-                os.ftruncate(self._gen_fd, _WORD.size)
-            self._map = mmap.mmap(self._gen_fd, _WORD.size)
             self._repair()
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open identity registry {self.path}: {exc}") from exc
@@ -190,8 +184,7 @@ class SQLiteIdentityRegistry:
             if version != self._data_version:
                 self._data_version = version
                 self._repair()
-        value: int = _WORD.unpack_from(self._map, 0)[0]
-        return value
+        return self._word.read()
 
     def _db_generation(self) -> int:
         value: int = self._db.execute("SELECT value FROM generation").fetchone()[0]
@@ -199,24 +192,13 @@ class SQLiteIdentityRegistry:
 
     def _repair(self) -> None:
         """Make the shared word equal SQLite's generation (after a writer died in between)."""
-        with self._lock, self._file_lock():
-            generation = self._db_generation()
-            if _WORD.unpack_from(self._map, 0)[0] != generation:
-                _WORD.pack_into(self._map, 0, generation)
-
-    @contextlib.contextmanager
-    def _file_lock(self) -> Iterator[None]:
-        fd = os.open(self.path / "registry.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        with self._lock, self._word.locked():
+            self._word.set(self._db_generation())
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
         """One write transaction that bumps the generation, then publishes it."""
-        with self._lock, self._file_lock():
+        with self._lock, self._word.locked():
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -226,7 +208,7 @@ class SQLiteIdentityRegistry:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
-            _WORD.pack_into(self._map, 0, self._db_generation())
+            self._word.set(self._db_generation())
 
     # -- reading ------------------------------------------------------------------------
 
@@ -349,6 +331,5 @@ class SQLiteIdentityRegistry:
     def close(self) -> None:
         """Close the database and the shared word."""
         with self._lock:
-            self._map.close()
-            os.close(self._gen_fd)
+            self._word.close()
             self._db.close()
