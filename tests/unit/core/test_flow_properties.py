@@ -19,6 +19,7 @@ from ringfence.core.flow import (
     encode_state,
     parts_of,
 )
+from ringfence.core.flow.session import _encoded_size
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -185,3 +186,27 @@ def test_encoding_round_trips(sequence: list[tuple[Any, ...]]) -> None:
     data = encode_state(state)
     assert decode_state(data) == state
     assert encode_state(decode_state(data)) == data
+
+
+@SETTINGS
+@given(st.lists(st.tuples(json_like, sources), max_size=12), st.booleans())
+def test_carried_sets_and_sizes_match_recomputed(
+    observations: list[tuple[Any, Source]], tight: bool
+) -> None:
+    """What each record carries from the last (its sets, its encoded size) is what building
+    it from scratch gives, however parts and texts were added, moved and dropped."""
+    limits = SMALL if tight else FlowLimits()
+    provenance = Provenance()
+    for content, source in observations:
+        provenance = provenance.observe(content, source, limits=limits)
+        for seen in (provenance.user_seen, provenance.trusted_seen, provenance.untrusted_seen):
+            fresh = decode_state(
+                encode_state(SessionState(provenance=Provenance(user_seen=seen))), limits=limits
+            ).provenance.user_seen
+            assert seen == fresh
+            assert set(seen.part_set) == set(seen.parts) == set(fresh.part_set)
+            assert set(seen.text_set) == set(seen.texts)
+            assert len(seen.parts) == len(set(seen.parts))
+            assert seen.encoded_size() == fresh.encoded_size() == len(encode_state(seen))
+        state = SessionState(provenance=provenance)
+        assert _encoded_size(state) == state.size_bytes() == len(encode_state(state))

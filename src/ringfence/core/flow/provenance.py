@@ -58,9 +58,11 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from functools import cached_property
+from itertools import filterfalse
 from typing import Any
 
 import msgspec
+from immutables import Map as Members
 
 from ringfence.core.flow.parts import Part, PartKind, url_domain
 from ringfence.core.flow.values import (
@@ -99,9 +101,10 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
     overflowed: bool = False
 
     @cached_property
-    def part_set(self) -> frozenset[Part]:
-        """``parts`` as a set, computed once per value."""
-        return frozenset(self.parts)
+    def part_set(self) -> Members:
+        """``parts`` as a persistent set (a HAMT), computed once per value and then carried
+        from record to record in O(log n) per change."""
+        return Members(dict.fromkeys(self.parts))
 
     @cached_property
     def corpus(self) -> str:
@@ -131,39 +134,134 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
     def added(
         self, parts: Iterable[Part], texts: Iterable[str], truncated: bool, limits: FlowLimits
     ) -> Seen:
-        """This record with ``parts`` and ``texts`` added as the newest, within bounds."""
+        """This record with ``parts`` and ``texts`` added as the newest, within bounds.
+
+        Re-seen parts and texts move to the newest end, so the oldest dropped are the least
+        recent.  Observing costs what is new, not what is held: the work over the held parts
+        is C loops (tuple concatenation, set copies and filters), and the new record's sets
+        and encoded size are carried over from this one instead of recomputed.
+        """
         new = dict.fromkeys(parts)
-        if not new and not truncated and not any(texts):
+        fresh = dict.fromkeys(t for t in texts if t)
+        if not new and not truncated and not fresh:
             return self
-        # Re-seen parts move to the newest end, so the oldest dropped are the least recent.
-        merged = [p for p in self.parts if p not in new]
-        merged.extend(new)
-        overflowed = self.overflowed or truncated
-        if len(merged) > limits.parts_per_source:
-            merged = merged[len(merged) - limits.parts_per_source :]
+        merged, part_set, part_bytes, cut = self._merged(
+            self.parts, self.part_set, new, limits.parts_per_source, "_part_bytes"
+        )
+        overflowed = self.overflowed or truncated or cut
+        kept, text_set, text_bytes, _ = self._merged(
+            self.texts, self.text_set, fresh, len(self.texts) + len(fresh), "_text_bytes"
+        )
+        start = _first_kept(kept, limits.text_chars_per_source) if fresh else 0
+        if start:
             overflowed = True
-        all_texts = tuple(t for t in (*self.texts, *texts) if t)
-        kept = _bounded_texts(all_texts, limits.text_chars_per_source)
-        if kept != all_texts:
+            dropped, kept = kept[:start], kept[start:]
+            with text_set.mutate() as members:
+                for text in dropped:
+                    del members[text]
+                text_set = members.finish()
+            if text_bytes is not None:
+                text_bytes -= _bytes(dropped)
+        if fresh and len(kept[-1]) >= limits.text_chars_per_source:
+            # The newest alone does not fit: keep its beginning.
             overflowed = True
-        return Seen(tuple(merged), kept, overflowed)
+            kept = (kept[-1][: limits.text_chars_per_source],)
+            text_set, text_bytes = Members(dict.fromkeys(kept)), None
+        out = Seen(merged, kept, overflowed)
+        cache = out.__dict__
+        cache["part_set"] = part_set
+        cache["text_set"] = text_set
+        if part_bytes is not None:
+            cache["_part_bytes"] = part_bytes
+        if text_bytes is not None:
+            cache["_text_bytes"] = text_bytes
+        return out
+
+    def _merged(
+        self,
+        held: tuple[Any, ...],
+        held_set: Members,
+        new: dict[Any, None],
+        cap: int,
+        size_key: str,
+    ) -> tuple[tuple[Any, ...], Members, int | None, bool]:
+        """``held`` with ``new`` moved or added to the newest end and the oldest beyond
+        ``cap`` dropped: the items, their set, their encoded size (None if this record's is
+        not known yet) and whether any was dropped."""
+        size: int | None = self.__dict__.get(size_key)
+        if not new:
+            return held, held_set, size, False
+        again = {item for item in new if item in held_set}
+        merged = tuple(filterfalse(again.__contains__, held)) if again else held
+        merged += tuple(new)
+        dropped = merged[: max(0, len(merged) - cap)]
+        with held_set.mutate() as members:
+            for item in new:
+                members[item] = None
+            for item in dropped:
+                del members[item]
+            kept_set = members.finish()
+        if size is not None:
+            size += _bytes(new) - _bytes(again) - _bytes(dropped)
+        if not dropped:
+            return merged, kept_set, size, False
+        return merged[len(dropped) :], kept_set, size, True
+
+    @cached_property
+    def text_set(self) -> Members:
+        """``texts`` as a persistent set, like :attr:`part_set`."""
+        return Members(dict.fromkeys(self.texts))
+
+    @cached_property
+    def _part_bytes(self) -> int:
+        return _items_bytes(self.parts)
+
+    @cached_property
+    def _text_bytes(self) -> int:
+        return _items_bytes(self.texts)
+
+    def encoded_size(self) -> int:
+        """The length of this record encoded as JSON, kept up to date as parts are added
+        (so bounding a session's size does not re-encode everything it holds)."""
+        n, m = len(self.parts), len(self.texts)
+        return (
+            _EMPTY_SIZE[self.overflowed]
+            + self._part_bytes
+            + max(n - 1, 0)
+            + self._text_bytes
+            + max(m - 1, 0)
+        )
 
     def without_oldest(self, count: int) -> Seen:
         """This record with its ``count`` oldest parts dropped and marked overflowed."""
         return Seen(self.parts[count:], self.texts, True)
 
 
-def _bounded_texts(texts: tuple[str, ...], budget: int) -> tuple[str, ...]:
-    kept: list[str] = []
-    for text in reversed(texts):
-        if len(text) >= budget:
-            # Always keep some of the newest text, even if one string exceeds the budget.
-            if not kept:
-                kept.append(text[:budget])
-            break
-        kept.append(text)
-        budget -= len(text) + 1
-    return tuple(reversed(kept))
+_ENCODE = msgspec.json.Encoder(order="deterministic").encode
+
+
+def _bytes(items: Iterable[Any]) -> int:
+    """The sum of the encoded lengths of ``items``."""
+    return sum(map(len, map(_ENCODE, items)))
+
+
+def _items_bytes(items: tuple[Any, ...]) -> int:
+    """The sum of the encoded lengths of ``items`` (their JSON array minus brackets and commas)."""
+    return len(_ENCODE(items)) - 2 - max(len(items) - 1, 0)
+
+
+_EMPTY_SIZE = {flag: len(_ENCODE(Seen((), (), flag))) for flag in (False, True)}
+
+
+def _first_kept(texts: tuple[str, ...], budget: int) -> int:
+    """Index of the oldest text kept: the newest texts whose lengths plus one separator each
+    fit in ``budget`` are kept (the newest always, cut short if it alone does not fit)."""
+    total = sum(map(len, texts)) + len(texts)
+    start = 0
+    while total > budget and start < len(texts) - 1:
+        total -= len(texts[start]) + 1
+        start += 1
+    return start
 
 
 def _contains_word(haystack: str, needle: str, word_chars: str) -> bool:

@@ -201,7 +201,7 @@ def _headroom(state: SessionState, limits: FlowLimits) -> int:
 
 def _fit(state: SessionState, limits: FlowLimits) -> SessionState:
     budget = limits.state_bytes - _headroom(state, limits)
-    size = len(_ENCODER.encode(state))
+    size = _encoded_size(state)
     while size > budget:
         provenance = state.provenance
         # The source holding the most parts gives them up first, oldest first.
@@ -218,7 +218,7 @@ def _fit(state: SessionState, limits: FlowLimits) -> SessionState:
                 fewer = provenance.named[len(provenance.named) // 2 + 1 :]
                 provenance = msgspec.structs.replace(provenance, named=fewer)
                 state = msgspec.structs.replace(state, provenance=provenance)
-                size = len(_ENCODER.encode(state))
+                size = _encoded_size(state)
                 continue
             if not seen.texts:
                 raise InputError(
@@ -228,11 +228,21 @@ def _fit(state: SessionState, limits: FlowLimits) -> SessionState:
                 )
             dropped = Seen(seen.parts, seen.texts[1:], True)
         state = msgspec.structs.replace(state, provenance=provenance.replaced(source, dropped))
-        size = len(_ENCODER.encode(state))
+        size = _encoded_size(state)
     return state
 
 
+def _encoded_size(state: SessionState) -> int:
+    """``len(encode_state(state))`` without encoding what provenance holds: each record
+    knows its own encoded size (kept up to date as parts come and go)."""
+    p = state.provenance
+    seens = (p.user_seen, p.trusted_seen, p.untrusted_seen)
+    shell = msgspec.structs.replace(state, provenance=Provenance(named=p.named))
+    return len(_ENCODER.encode(shell)) + sum(s.encoded_size() - _EMPTY_SEEN for s in seens)
+
+
 _ENCODER = msgspec.json.Encoder(order="deterministic")
+_EMPTY_SEEN = len(_ENCODER.encode(Seen()))
 _DECODER = msgspec.json.Decoder(SessionState)
 _DIGEST_ENCODER = msgspec.json.Encoder(order="sorted")
 
