@@ -101,7 +101,7 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
     overflowed: bool = False
 
     @cached_property
-    def part_set(self) -> Members:
+    def part_set(self) -> Members[Part, None]:
         """``parts`` as a persistent set (a HAMT), computed once per value and then carried
         from record to record in O(log n) per change."""
         return Members(dict.fromkeys(self.parts))
@@ -180,11 +180,11 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
     def _merged(
         self,
         held: tuple[Any, ...],
-        held_set: Members,
+        held_set: Members[Any, None],
         new: dict[Any, None],
         cap: int,
         size_key: str,
-    ) -> tuple[tuple[Any, ...], Members, int | None, bool]:
+    ) -> tuple[tuple[Any, ...], Members[Any, None], int | None, bool]:
         """``held`` with ``new`` moved or added to the newest end and the oldest beyond
         ``cap`` dropped: the items, their set, their encoded size (None if this record's is
         not known yet) and whether any was dropped."""
@@ -208,7 +208,7 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
         return merged[len(dropped) :], kept_set, size, True
 
     @cached_property
-    def text_set(self) -> Members:
+    def text_set(self) -> Members[str, None]:
         """``texts`` as a persistent set, like :attr:`part_set`."""
         return Members(dict.fromkeys(self.texts))
 
