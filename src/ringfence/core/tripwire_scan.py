@@ -240,8 +240,40 @@ def _add_payload(code: str, matches: list[PhraseMatch], pointer: str, hits: Hits
     return bool(matches)
 
 
+class _Recorder:
+    """Stands in for :class:`Hits` to remember what a scan found, for replaying later."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+
+    def add(self, code: str, pointer: str, excerpt: str, match: str) -> None:
+        self.calls.append((code, excerpt, match))
+
+
+# Short strings recur in every tool result (keys, "type" values, ids, small answers), and a
+# scan is deterministic: what it found is replayed at the new pointer instead of rescanned.
+_CACHED_CHARS = 256
+_CACHE_ENTRIES = 4096
+_cache: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {}
+
+
 def scan_text(text: str, pointer: str, hits: Hits) -> str:
     """Run every detector on one string at ``pointer``; returns the folded text."""
+    if len(text) > _CACHED_CHARS:
+        return _scan_text(text, pointer, hits)
+    cached = _cache.get(text)
+    if cached is None:
+        recorder = _Recorder()
+        cached = (_scan_text(text, pointer, recorder), tuple(recorder.calls))  # type: ignore[arg-type]
+        if len(_cache) >= _CACHE_ENTRIES:
+            _cache.clear()
+        _cache[text] = cached
+    for code, shown, match in cached[1]:
+        hits.add(code, pointer, shown, match)
+    return cached[0]
+
+
+def _scan_text(text: str, pointer: str, hits: Hits) -> str:
     vs_decoded = _scan_chars(text, pointer, hits)
     folded = fold(text).translate(_QUOTES)
     for match in _PHRASES.find(folded):

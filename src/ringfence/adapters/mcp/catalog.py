@@ -228,6 +228,8 @@ def _validator(tool: types.Tool) -> Callable[[Any], Any] | None:
         return refuse
 
     def validate(args: Any) -> None:
+        if checker.is_valid(args):
+            return
         error = jsonschema.exceptions.best_match(checker.iter_errors(args))
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path)
