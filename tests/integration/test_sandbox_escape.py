@@ -1,14 +1,17 @@
-"""Escape attempts that must fail inside each sandbox tier, and the happy paths.
+"""Escape attempts that must fail inside each sandbox tier, and the happy paths; then the
+network allowlist of the bwrap tier (egress proxy, relay), deny paths before allow paths.
 
-Every test runs once per tier.  A tier this machine cannot run is skipped locally, but fails
-under CI (``CI=true``): the setup installs bubblewrap and CI's kernel has Landlock, so a skip
-there would hide a sandbox that silently stopped working.
+Every test of the first part runs once per tier.  A tier this machine cannot run is skipped
+locally, but fails under CI (``CI=true``): the setup installs bubblewrap and CI's kernel has
+Landlock, so a skip there would hide a sandbox that silently stopped working.
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
+import http.server
 import os
 import secrets
 import shutil
@@ -21,7 +24,16 @@ from pathlib import Path
 
 import pytest
 
-from ringfence.runtime.sandbox import LocalSandbox, SandboxLimits, SandboxProfile, Tier
+from ringfence.errors import SandboxUnavailable
+from ringfence.runtime.sandbox import (
+    Availability,
+    Egress,
+    LocalSandbox,
+    SandboxLimits,
+    SandboxProfile,
+    Tier,
+)
+from ringfence.runtime.sandbox.egress import parse_host_rule
 
 pytestmark = pytest.mark.integration
 
@@ -333,3 +345,349 @@ print("ptrace", libc.ptrace(16, os.getppid(), 0, 0), ctypes.get_errno())  # PTRA
     assert status == 0, err
     assert "unshare -1 1" in out
     assert "ptrace -1 1" in out
+
+
+# -- network allowlist (bwrap tier: egress proxy outside, relay inside) ------------------------
+
+
+def _require_bwrap() -> None:
+    found = _BOX.availability(Tier.BWRAP)
+    if not found.available:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"bwrap is not available under CI: {found.detail}")
+        pytest.skip(f"bwrap is not available here: {found.detail}")
+
+
+class _Web(http.server.BaseHTTPRequestHandler):
+    """GET: the path and Host header it was asked for.  POST: the body, back."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._answer(f"path={self.path} host={self.headers['Host']}".encode())
+
+    def do_POST(self) -> None:
+        self._answer(self.rfile.read(int(self.headers["Content-Length"])))
+
+    def _answer(self, body: bytes) -> None:
+        self.server.hits.append(self.path)  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def web() -> Iterator[http.server.ThreadingHTTPServer]:
+    _require_bwrap()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Web)
+    server.hits = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _net(*allow: str, allow_private: bool = True, **limits: float) -> SandboxProfile:
+    base = SandboxLimits(wall_seconds=30)
+    return SandboxProfile(
+        name="net",
+        network=Egress(tuple(parse_host_rule(a) for a in allow), allow_private=allow_private),
+        limits=SandboxLimits(**{**base.__dict__, **limits}),
+    )
+
+
+def _hits(server: http.server.ThreadingHTTPServer) -> list[str]:
+    return server.hits  # type: ignore[attr-defined,no-any-return]
+
+
+# Runs inside the sandbox: ask the relay for one request head; print the status line.
+_ASK = """
+import socket, sys
+def ask(head, body=b""):
+    s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+    s.sendall(head + body)
+    data = b""
+    while b"\\r\\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data.split(b"\\r\\n", 1)[0].decode()
+"""
+
+
+def test_allowed_host_is_reachable_through_the_proxy(
+    web: http.server.ThreadingHTTPServer,
+) -> None:
+    port = web.server_address[1]
+    code = f"""
+import http.client, os, urllib.request
+print(urllib.request.urlopen("http://localhost:{port}/plain").read().decode())
+tunnel = http.client.HTTPConnection("127.0.0.1", 3128, timeout=10)
+tunnel.set_tunnel("localhost", {port})
+tunnel.request("GET", "/tunnel")
+print(tunnel.getresponse().read().decode())
+big = os.urandom(2 << 20)
+tunnel = http.client.HTTPConnection("127.0.0.1", 3128, timeout=10)
+tunnel.set_tunnel("localhost", {port})
+tunnel.request("POST", "/echo", body=big)
+print(tunnel.getresponse().read() == big)
+print(os.environ["HTTPS_PROXY"], os.environ["http_proxy"], repr(os.environ["NO_PROXY"]))
+"""
+    profile = _net(f"localhost:{port}")
+    result = _BOX.run(profile, code=code, env={"HTTPS_PROXY": "http://evil.example:1"})
+    assert result.exit_code == 0, result.stderr.decode()
+    assert result.stdout.decode().splitlines() == [
+        f"path=/plain host=localhost:{port}",
+        f"path=/tunnel host=localhost:{port}",
+        "True",
+        "http://127.0.0.1:3128 http://127.0.0.1:3128 ''",  # the profile's proxy wins
+    ]
+    assert _hits(web) == ["/plain", "/tunnel", "/echo"]
+    assert result.egress is not None
+    records = result.egress.connections
+    assert [(r.method, r.target, r.allowed) for r in records] == [
+        ("GET", f"http://localhost:{port}/plain", True),
+        ("CONNECT", f"localhost:{port}", True),
+        ("CONNECT", f"localhost:{port}", True),
+    ]
+    assert {r.address for r in records} == {"127.0.0.1"}
+    assert {r.rule for r in records} == {f"localhost:{port}"}
+    assert records[2].bytes_out > 2 << 20 and records[2].bytes_in > 2 << 20
+    assert result.summary()["egress"]["connections"][0]["allowed"] is True
+
+
+def test_curl_uses_the_proxy(web: http.server.ThreadingHTTPServer) -> None:
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    port = web.server_address[1]
+    script = f"curl -sS http://localhost:{port}/curl; echo; curl -sS https://example.com/"
+    result = _BOX.run(_net(f"localhost:{port}"), argv=["sh", "-c", script])
+    assert result.stdout.decode().splitlines()[0] == f"path=/curl host=localhost:{port}"
+    assert b"403" in result.stderr  # curl: CONNECT tunnel failed, response 403
+    assert result.egress is not None
+    assert [(r.target, r.allowed, r.status) for r in result.egress.connections] == [
+        (f"http://localhost:{port}/curl", True, 200),
+        ("example.com:443", False, 403),
+    ]
+
+
+def test_hosts_off_the_list_are_refused_and_recorded(
+    web: http.server.ThreadingHTTPServer,
+) -> None:
+    port = web.server_address[1]
+    code = (
+        _ASK
+        + f"""
+import urllib.error, urllib.request
+for url in ["http://example.com/", "http://localhost:{port + 1 if port < 65535 else 1}/"]:
+    try:
+        urllib.request.urlopen(url)
+        print("FETCHED", url)
+    except urllib.error.HTTPError as exc:
+        print(exc.code, exc.read().decode().strip())
+print(ask(b"CONNECT pypi.org:443 HTTP/1.1\\r\\n\\r\\n"))
+print(ask(b"CONNECT sub.localhost:{port} HTTP/1.1\\r\\n\\r\\n"))
+"""
+    )
+    result = _BOX.run(_net(f"localhost:{port}"), code=code)
+    assert result.exit_code == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    assert "FETCHED" not in out
+    lines = out.splitlines()
+    assert lines[0].startswith("403 ringfence egress proxy: example.com:80 is not in")
+    assert lines[1].startswith("403 ringfence egress proxy: localhost:")
+    assert lines[2:] == ["HTTP/1.1 403 Forbidden"] * 2
+    assert _hits(web) == []
+    assert result.egress is not None
+    assert [(r.allowed, r.status) for r in result.egress.connections] == [(False, 403)] * 4
+    assert all("allowlist" in r.reason for r in result.egress.connections)
+
+
+def test_direct_connections_fail_without_the_proxy(web: http.server.ThreadingHTTPServer) -> None:
+    port = web.server_address[1]
+    code = f"""
+import errno, os, socket, urllib.request
+for address in [("127.0.0.1", {port}), ("1.1.1.1", 443), ("169.254.169.254", 80)]:
+    try:
+        socket.create_connection(address, timeout=5).close()
+        print("CONNECTED", address)
+    except OSError as exc:
+        print("refused", errno.errorcode.get(exc.errno, exc.errno))
+try:
+    socket.getaddrinfo("example.com", 443)
+    print("RESOLVED")
+except OSError:
+    print("no dns")
+for name in list(os.environ):
+    if name.lower().endswith("_proxy"):
+        del os.environ[name]
+try:
+    urllib.request.urlopen("http://localhost:{port}/direct", timeout=5)
+    print("FETCHED")
+except OSError as exc:
+    print("refused", type(exc).__name__)
+"""
+    result = _BOX.run(_net(f"localhost:{port}"), code=code)
+    assert result.exit_code == 0, result.stderr.decode()
+    lines = result.stdout.decode().splitlines()
+    # The sandbox's own loopback has nothing on the port; nothing else is routed at all.
+    assert lines == [
+        "refused ECONNREFUSED",
+        "refused ENETUNREACH",
+        "refused ENETUNREACH",
+        "no dns",
+        "refused URLError",
+    ]
+    assert _hits(web) == []
+    assert result.egress is not None and result.egress.connections == ()
+
+
+def test_other_socket_families_stay_refused(web: http.server.ThreadingHTTPServer) -> None:
+    code = """
+import socket
+for name, family, kind in [
+    ("netlink", socket.AF_NETLINK, socket.SOCK_RAW),
+    ("packet", socket.AF_PACKET, socket.SOCK_RAW),
+    ("vsock", 40, socket.SOCK_STREAM),  # AF_VSOCK: not namespaced, reaches the hypervisor
+    ("raw", socket.AF_INET, socket.SOCK_RAW),
+]:
+    try:
+        socket.socket(family, kind).close()
+        print("MADE", name)
+    except OSError as exc:
+        print("refused", name, exc.errno)
+"""
+    result = _BOX.run(_net(f"localhost:{web.server_address[1]}"), code=code)
+    assert result.exit_code == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    assert "MADE" not in out
+    assert out.count("refused") == 4
+
+
+def test_ip_literals_and_metadata_are_refused(web: http.server.ThreadingHTTPServer) -> None:
+    port = web.server_address[1]
+    resolved = {"metadata.test": ["169.254.169.254"], "localhost": ["127.0.0.1"]}
+    box = LocalSandbox(resolver=lambda host, _port: resolved[host])
+    code = (
+        _ASK
+        + f"""
+for head in [
+    b"CONNECT 127.0.0.1:{port} HTTP/1.1\\r\\n\\r\\n",
+    b"CONNECT [::1]:{port} HTTP/1.1\\r\\n\\r\\n",
+    b"GET http://127.0.0.1:{port}/ip HTTP/1.1\\r\\n\\r\\n",
+    b"GET http://169.254.169.254/latest/meta-data/ HTTP/1.1\\r\\n\\r\\n",
+    b"GET http://metadata.test/latest/meta-data/ HTTP/1.1\\r\\n\\r\\n",
+    b"CONNECT metadata.test:443 HTTP/1.1\\r\\n\\r\\n",
+]:
+    print(ask(head))
+"""
+    )
+    profile = _net(f"localhost:{port}", "metadata.test")  # even allowed, even allow_private
+    result = box.run(profile, code=code)
+    assert result.exit_code == 0, result.stderr.decode()
+    assert result.stdout.decode().splitlines() == ["HTTP/1.1 403 Forbidden"] * 6
+    assert _hits(web) == []
+    assert result.egress is not None
+    reasons = [r.reason for r in result.egress.connections]
+    assert all("IP address" in r for r in reasons[:4])
+    assert all("169.254.169.254, a cloud metadata address" in r for r in reasons[4:])
+    assert not any(r.allowed for r in result.egress.connections)
+
+
+def test_loopback_needs_allow_private(web: http.server.ThreadingHTTPServer) -> None:
+    port = web.server_address[1]
+    code = _ASK + f'print(ask(b"CONNECT localhost:{port} HTTP/1.1\\r\\n\\r\\n"))'
+    result = _BOX.run(_net(f"localhost:{port}", allow_private=False), code=code)
+    assert result.stdout == b"HTTP/1.1 403 Forbidden\n"
+    assert result.egress is not None
+    (record,) = result.egress.connections
+    assert "a loopback address (allow_private: true allows it)" in record.reason
+    assert _hits(web) == []
+
+
+def test_proxy_survives_garbage_from_the_sandbox(web: http.server.ThreadingHTTPServer) -> None:
+    port = web.server_address[1]
+    code = (
+        _ASK
+        + f"""
+import os, random
+rng = random.Random(5)
+for _ in range(20):
+    print(ask(rng.randbytes(rng.randrange(1, 12000)) + b"\\r\\n\\r\\n") or "closed")
+print(ask(b"A" * 50000))
+print(ask(b"CONNECT localhost:{port} HTTP/1.1\\r\\n" + b"X: y\\r\\n" * 200 + b"\\r\\n"))
+import urllib.request
+print(urllib.request.urlopen("http://localhost:{port}/after").read().decode())
+"""
+    )
+    result = _BOX.run(_net(f"localhost:{port}"), code=code)
+    assert result.exit_code == 0, result.stderr.decode()
+    lines = result.stdout.decode().splitlines()
+    assert lines[-1] == f"path=/after host=localhost:{port}"
+    assert all(line.split()[1] in ("400", "403", "431") for line in lines[:-1])
+    assert _hits(web) == ["/after"]
+    assert result.egress is not None
+    assert [r.allowed for r in result.egress.connections] == [False] * 22 + [True]
+
+
+def test_long_code_and_exit_status_survive_the_relay(web: http.server.ThreadingHTTPServer) -> None:
+    port = web.server_address[1]
+    code = "x = 1\n" * 20_000 + "import sys; print('ran'); sys.exit(3)\n"  # handed over in a memfd
+    result = _BOX.run(_net(f"localhost:{port}"), code=code)
+    assert (result.exit_code, result.stdout) == (3, b"ran\n")
+    missing = _BOX.run(_net(f"localhost:{port}"), argv=["no-such-command-ringfence"])
+    assert missing.exit_code == 127
+    assert b"cannot run 'no-such-command-ringfence'" in missing.stderr
+
+
+def test_timeout_still_kills_everything_with_the_relay(
+    web: http.server.ThreadingHTTPServer,
+) -> None:
+    port = web.server_address[1]
+    marker = f"ringfence-net-{secrets.token_hex(4)}"
+    profile = _net(f"localhost:{port}", wall_seconds=1)
+    result = _BOX.run(profile, argv=["sh", "-c", "sleep 60 & sleep 60", marker])
+    assert result.killed_reason == "timeout"
+    assert _leftovers(marker) == []
+
+
+def test_relay_that_cannot_start_fails_closed(web: http.server.ThreadingHTTPServer) -> None:
+    port = web.server_address[1]
+    profile = dataclasses.replace(_net(f"localhost:{port}"), python="/nonexistent/python3")
+    result = _BOX.run(profile, argv=["echo", "RAN"])
+    assert result.exit_code != 0
+    assert b"RAN" not in result.stdout
+
+
+def test_process_tier_never_gets_the_allowlist(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not _BOX.availability(Tier.PROCESS).available:
+        pytest.skip("the process tier is not available here")
+    box = LocalSandbox()
+    with pytest.raises(SandboxUnavailable, match="process tier cannot enforce"):
+        box.run(dataclasses.replace(_net("pypi.org"), tier=Tier.PROCESS), argv=["true"])
+    # A bwrap profile that may fall back runs there with no network at all.
+    monkeypatch.setitem(
+        box._probes, Tier.BWRAP, Availability(Tier.BWRAP, False, "switched off for this test")
+    )
+    profile = dataclasses.replace(_net("pypi.org"), allow_weaker=True)
+    code = """
+import os, socket
+print(sorted(n for n in os.environ if n.lower().endswith("_proxy")))
+try:
+    socket.create_connection(("127.0.0.1", 3128), timeout=2)
+    print("CONNECTED")
+except OSError as exc:
+    print("refused", exc.errno)
+"""
+    result = box.run(profile, code=code)
+    assert result.tier_used is Tier.PROCESS
+    assert result.stdout.decode().splitlines()[0] == "[]"
+    assert "CONNECTED" not in result.stdout.decode()
+    assert result.egress is None

@@ -8,18 +8,47 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
 
+from ringfence.runtime.sandbox import forwarder
 from ringfence.runtime.sandbox.profile import SandboxProfile
 
-__all__ = ["NOBODY", "WORKDIR", "layout", "read_status"]
+__all__ = [
+    "EGRESS_PORT",
+    "EGRESS_SOCKET",
+    "NOBODY",
+    "PROXY_ENV",
+    "WORKDIR",
+    "layout",
+    "read_status",
+    "relay_command",
+]
 
 NOBODY = 65534
 WORKDIR = "/work"  # the private work directory inside the sandbox, unless a profile names one
+EGRESS_SOCKET = "/.ringfence/egress.sock"  # the egress proxy's socket, inside the sandbox
+EGRESS_PORT = 3128  # where the relay listens, inside the sandbox
+_PROXY_URL = f"http://127.0.0.1:{EGRESS_PORT}"
+# The environment of a command whose profile allows named hosts.  Set after the profile's
+# and the caller's variables: pointing a client elsewhere would only lose its network.
+PROXY_ENV = {
+    **{name: _PROXY_URL for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")},
+    **{name: _PROXY_URL for name in ("http_proxy", "https_proxy", "all_proxy")},
+    "NO_PROXY": "",
+    "no_proxy": "",
+}
 _INNER_TMP = "/tmp"  # noqa: S108  (inside the sandbox: a symlink to its private work dir)
 
 
-def layout(profile: SandboxProfile) -> list[str]:
-    """bwrap's arguments for ``profile``'s namespaces and file system (no command)."""
+def layout(profile: SandboxProfile, *, egress_socket: str | None = None) -> list[str]:
+    """bwrap's arguments for ``profile``'s namespaces and file system (no command).
+
+    ``egress_socket``: the host path of the egress proxy's UNIX socket, bound read-only (a
+    socket on a read-only mount can still be connected to) at :data:`EGRESS_SOCKET`.  The
+    network namespace is unshared either way.
+    """
     args = [
         "--unshare-all",
         "--unshare-user",
@@ -57,7 +86,20 @@ def layout(profile: SandboxProfile) -> list[str]:
         workdir = profile.workdir
     if _INNER_TMP not in profile.read_only and workdir != _INNER_TMP:
         args += ["--symlink", workdir, _INNER_TMP]
+    if egress_socket is not None:
+        args += ["--ro-bind", egress_socket, EGRESS_SOCKET]
     return [*args, "--remount-ro", "/"]
+
+
+def relay_command(python: str, command: Sequence[str]) -> list[str]:
+    """``command`` preceded by :mod:`.forwarder`, run by ``python`` inside the sandbox."""
+    relay = _forwarder_source()
+    return [python, "-I", "-S", "-c", relay, EGRESS_SOCKET, str(EGRESS_PORT), "--", *command]
+
+
+@cache
+def _forwarder_source() -> str:
+    return Path(forwarder.__file__).read_text(encoding="utf-8")
 
 
 def read_status(fd: int) -> dict[str, object]:

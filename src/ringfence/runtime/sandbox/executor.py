@@ -142,7 +142,9 @@ def run_guarded(
     when allowed).  A missing, unknown or unavailable profile is refused through
     ``guard.refuse`` (rule ``ringfence:sandbox``) and raises DeniedError carrying that deny.
     The outcome record's ``content`` is the run's :meth:`~SandboxResult.summary` (profile,
-    tier used, exit code, kill reason — not the outputs); the session observes the outputs.
+    tier used, exit code, kill reason, and for a profile with a network allowlist every
+    connection its egress proxy allowed or refused, under ``egress`` — not the outputs); the
+    session observes the outputs.
     """
     if not decision.allowed:
         raise DeniedError(decision)

@@ -15,6 +15,13 @@ Two tiers (:class:`~ringfence.runtime.sandbox.profile.Tier`):
     (a container running Ringfence as PID 1) the zombies would use up ``RLIMIT_NPROC``.
     As an init it ignores SIGXCPU, so a CPU-bound run dies at the hard limit (+1 s) and
     ``killed_reason`` comes from the CPU time ``wait4`` reports.
+    With a network allowlist (``profile.network``) the namespace still has only loopback:
+    an :class:`~.proxy.EgressProxy` outside listens on a UNIX socket bound in read-only, the
+    command is preceded by :mod:`.forwarder` (the profile's ``python``, which relays
+    ``127.0.0.1:3128`` to that socket and then ``exec``s the command, so it stays PID 1), the
+    environment's ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY`` (both cases) name the relay
+    and ``NO_PROXY`` is empty, and seccomp also lets ``AF_INET``/``AF_INET6`` sockets be made
+    (loopback is all they reach).  The proxy's report is the result's ``egress``.
 ``process``
     no namespaces: ``fork``, then in the child rlimits, Landlock (read and execute beneath
     ``read_only``, everything beneath the work directory, a few devices; no TCP; abstract
@@ -23,7 +30,9 @@ Two tiers (:class:`~ringfence.runtime.sandbox.profile.Tier`):
     fresh host directory, removed afterwards.  Weaker: no disk quota (only the file size
     limit), the host's process list and ``/etc`` are visible by name, CPU and memory limits
     are per process, and children left behind are killed (``setsid``/``setpgid`` are
-    refused, so the process group holds them all) but reaped by the host's PID 1.
+    refused, so the process group holds them all) but reaped by the host's PID 1.  No
+    network allowlist: a ``tier: process`` profile with one is refused, and a bwrap profile
+    that falls back here runs with no network.
 
 Both: an empty environment (``PATH``, ``LANG``, ``HOME`` and ``TMPDIR`` = the work directory,
 plus what the profile and the caller add), rlimits set between ``fork`` and ``exec``, and an
@@ -39,6 +48,7 @@ weaker tier, which is then used and logged as a warning on every run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import resource
@@ -54,8 +64,16 @@ from dataclasses import dataclass
 
 from ringfence.errors import SandboxError, SandboxUnavailable
 from ringfence.runtime.sandbox import landlock, seccomp
-from ringfence.runtime.sandbox.bwrap import NOBODY, WORKDIR, layout, read_status
+from ringfence.runtime.sandbox.bwrap import (
+    NOBODY,
+    PROXY_ENV,
+    WORKDIR,
+    layout,
+    read_status,
+    relay_command,
+)
 from ringfence.runtime.sandbox.profile import SandboxLimits, SandboxProfile, SandboxResult, Tier
+from ringfence.runtime.sandbox.proxy import EgressProxy, ProxyLimits, Resolver, system_resolver
 from ringfence.runtime.sandbox.pump import pump
 
 __all__ = ["Availability", "LocalSandbox"]
@@ -81,15 +99,26 @@ class LocalSandbox:
     """The :class:`~ringfence.runtime.ports.Sandbox` of this machine (see the module doc).
 
     ``bwrap``: the bubblewrap binary (default: found on PATH).  ``run_as``: uid and gid of
-    sandboxes when Ringfence runs as root.
+    sandboxes when Ringfence runs as root.  ``resolver`` and ``proxy_limits``: for the egress
+    proxy of profiles with a network allowlist (default: the machine's resolver, and
+    :class:`~.proxy.ProxyLimits`).
     """
 
-    def __init__(self, *, bwrap: str | None = None, run_as: tuple[int, int] = (NOBODY, NOBODY)):
+    def __init__(
+        self,
+        *,
+        bwrap: str | None = None,
+        run_as: tuple[int, int] = (NOBODY, NOBODY),
+        resolver: Resolver = system_resolver,
+        proxy_limits: ProxyLimits | None = None,
+    ):
         self._bwrap = bwrap if bwrap is not None else shutil.which("bwrap")
         self._run_as = run_as if os.geteuid() == 0 else None
         self._probes: dict[Tier, Availability] = {}
         self._lock = threading.Lock()
-        self._filters: dict[bool, seccomp.Program] = {}
+        self._filters: dict[tuple[bool, bool], seccomp.Program] = {}
+        self._resolver = resolver
+        self._proxy_limits = proxy_limits
 
     # -- availability ------------------------------------------------------------------------
 
@@ -136,6 +165,12 @@ class LocalSandbox:
 
     def tier_for(self, profile: SandboxProfile) -> Tier:
         """The tier ``profile`` runs in here; SandboxUnavailable if none it accepts can run."""
+        if profile.network is not None and profile.tier is Tier.PROCESS:
+            raise SandboxUnavailable(
+                f"sandbox profile {profile.name!r} allows network hosts, which the process "
+                "tier cannot enforce (socket() is refused there); use the bwrap tier — "
+                "refusing to run"
+            )
         wanted = self.availability(profile.tier)
         if wanted.available:
             return profile.tier
@@ -155,11 +190,14 @@ class LocalSandbox:
             )
         log.warning(
             "sandbox profile %r runs in the WEAKER %s tier: the %s tier it asks for is not "
-            "available here (%s); the profile allows this (allow_weaker: true)",
+            "available here (%s); the profile allows this (allow_weaker: true)%s",
             profile.name,
             weaker.value,
             profile.tier.value,
             wanted.detail,
+            ""
+            if profile.network is None
+            else "; its network allowlist does not apply there: the run has NO network",
         )
         return weaker
 
@@ -226,11 +264,13 @@ class LocalSandbox:
             (resource.RLIMIT_CORE, (0, 0)),
         ]
 
-    def _filter(self, *, process_tier: bool) -> seccomp.Program:
-        program = self._filters.get(process_tier)
+    def _filter(self, *, process_tier: bool, inet: bool = False) -> seccomp.Program:
+        program = self._filters.get((process_tier, inet))
         if program is None:
-            code = seccomp.build_filter(no_sockets=process_tier, pin_process_group=process_tier)
-            program = self._filters[process_tier] = seccomp.Program(code)
+            code = seccomp.build_filter(
+                no_sockets=process_tier, pin_process_group=process_tier, inet=inet
+            )
+            program = self._filters[process_tier, inet] = seccomp.Program(code)
         return program
 
     def _spawn(
@@ -359,17 +399,49 @@ class LocalSandbox:
         extra_env: Mapping[str, str],
         code_fd: int | None,
     ) -> SandboxResult:
+        env = self._environment(profile, profile.workdir or WORKDIR, extra_env)
+        if profile.network is None:
+            return self._bwrap_spawn(profile, command, stdin, env, code_fd, None)
+        command = relay_command(profile.python, command)
+        env.update(PROXY_ENV)
+        try:
+            proxy = EgressProxy.in_private_folder(
+                profile.network,
+                owner=self._run_as,  # bwrap binds the socket as that user
+                resolver=self._resolver,
+                limits=self._proxy_limits,
+            )
+        except OSError as exc:
+            raise SandboxError(
+                f"the egress proxy of sandbox profile {profile.name!r} could not be started: {exc}"
+            ) from None
+        try:
+            result = self._bwrap_spawn(profile, command, stdin, env, code_fd, proxy)
+        finally:
+            report = proxy.close()
+        return dataclasses.replace(result, egress=report)
+
+    def _bwrap_spawn(
+        self,
+        profile: SandboxProfile,
+        command: list[str],
+        stdin: bytes,
+        env: dict[str, str],
+        code_fd: int | None,
+        proxy: EgressProxy | None,
+    ) -> SandboxResult:
         assert self._bwrap is not None
         workdir = profile.workdir or WORKDIR
         filter_r, filter_w = os.pipe()
         status_r, status_w = os.pipe()
         try:
-            os.write(filter_w, self._filter(process_tier=False).code)  # < 2 KiB: never blocks
+            program = self._filter(process_tier=False, inet=proxy is not None)
+            os.write(filter_w, program.code)  # < 2 KiB: never blocks
             os.close(filter_w)
             filter_w = -1
             args = [
                 self._bwrap,
-                *layout(profile),
+                *layout(profile, egress_socket=None if proxy is None else proxy.path),
                 "--chdir",
                 workdir,
                 "--seccomp",
@@ -391,7 +463,7 @@ class LocalSandbox:
                 profile,
                 Tier.BWRAP,
                 args,
-                env=self._environment(profile, workdir, extra_env),
+                env=env,
                 cwd=None,
                 stdin=stdin,
                 preexec=preexec,

@@ -8,7 +8,7 @@ A file, or a section of a larger configuration file, holds::
         ci:
           tier: bwrap               # bwrap (namespaces) or process (rlimits+Landlock+seccomp)
           allow_weaker: false       # true: run in the process tier when bwrap cannot (logged)
-          network: none             # the only value this version can enforce
+          network: none             # the default; or a host allowlist (below)
           read_only: [/usr, /bin, /sbin, /lib, /lib64, /etc]     # the default
           hide: [/etc/shadow, /etc/gshadow, /etc/ssh, /etc/ssl/private]   # the default
           workdir: null             # null: a fresh, private, empty directory per run
@@ -17,14 +17,27 @@ A file, or a section of a larger configuration file, holds::
           limits: {cpu_seconds: 10, memory_bytes: 512MiB, processes: 64, open_files: 64,
                    file_size_bytes: 16MiB, disk_bytes: 64MiB, wall_seconds: 30,
                    output_bytes: 1MiB}
+        fetch:
+          network:
+            allow: [api.example.com, "*.pypi.org", "files.example.com:8443"]
+            allow_private: false    # true: names may resolve to loopback/private addresses
 
 It is read with the policy loader's strict YAML reader (no duplicate keys, aliases or
 non-JSON scalars); a wrong key, type or value is a :class:`~ringfence.errors.ConfigError`
 naming the file, line and field.  Sizes are whole bytes or ``<n>KiB|MiB|GiB``.
 
-A profile that names hosts (``network: [api.example.com]``) is refused when it is loaded:
-enforcing per-host egress needs a proxy this version does not ship, and a profile whose
-network rule would silently not hold must not load.
+A network allowlist names hosts (ASCII DNS names, ``*.`` for every name below a domain, an
+optional ``:port``; without one, ports 80 and 443).  IP addresses, a bare ``*`` and a
+wildcard over a top-level domain are refused.  In the bwrap tier the sandbox keeps a network
+namespace of its own with only loopback; an HTTP proxy outside it (:mod:`.proxy`), reached
+through a relay inside (:mod:`.forwarder`) at ``127.0.0.1:3128`` and the ``HTTP(S)_PROXY``
+variables, lets through only ``CONNECT`` tunnels and plain ``http://`` requests to the
+allowed names and ports, resolves them itself, refuses loopback, private (unless
+``allow_private``), link-local and metadata addresses, and reports every connection in
+:attr:`SandboxResult.egress`.  There is no DNS in the sandbox; a program that does not use the
+proxy has no network.  The process tier cannot do this (``socket()`` is refused there): a
+``tier: process`` profile with an allowlist does not load, and a bwrap profile that falls back
+to the process tier (``allow_weaker: true``) runs there with no network at all.
 """
 
 from __future__ import annotations
@@ -39,6 +52,7 @@ from typing import Any
 
 from ringfence.core.policy import yamlsrc
 from ringfence.errors import ConfigError, PolicyError
+from ringfence.runtime.sandbox.egress import Egress, EgressReport, parse_host_rule
 
 __all__ = [
     "SandboxLimits",
@@ -93,12 +107,16 @@ RESERVED_NAMES = frozenset({"none", "off", "no", "false", "disabled", "host"})
 
 @dataclass(frozen=True)
 class SandboxProfile:
-    """Everything a sandbox run may do.  Frozen and hashable: runners cache by profile."""
+    """Everything a sandbox run may do.  Frozen and hashable: runners cache by profile.
+
+    ``network``: None (no network, the default) or the hosts the run may reach through the
+    egress proxy (bwrap tier only; see the module doc).
+    """
 
     name: str
     tier: Tier = Tier.BWRAP
     allow_weaker: bool = False
-    network: str = "none"
+    network: Egress | None = None
     read_only: tuple[str, ...] = DEFAULT_READ_ONLY
     hide: tuple[str, ...] = DEFAULT_HIDE
     workdir: str | None = None
@@ -116,6 +134,8 @@ class SandboxResult:
     ``128 + n`` is reported as ``-n`` so both tiers read the same).  ``killed_reason`` is
     ``"timeout"`` (wall clock; Ringfence killed it), ``"cpu"`` (RLIMIT_CPU), ``"file_size"``
     (RLIMIT_FSIZE) or None.  Outputs past ``output_bytes`` are dropped and flagged.
+    ``egress``: every connection the run's egress proxy was asked for (allowed or refused), or
+    None when no proxy ran (``network: none``, or the process tier).
     """
 
     exit_code: int
@@ -127,6 +147,7 @@ class SandboxResult:
     killed_reason: str | None = None
     stdout_truncated: bool = False
     stderr_truncated: bool = False
+    egress: EgressReport | None = None
 
     @property
     def ok(self) -> bool:
@@ -149,7 +170,7 @@ class SandboxResult:
             "stdout_bytes": len(self.stdout),
             "stderr_bytes": len(self.stderr),
             "truncated": self.truncated,
-        }
+        } | ({} if self.egress is None else {"egress": self.egress.summary()})
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -224,14 +245,18 @@ class _Loader:
         )
 
     def mapping(
-        self, value: Any, path: yamlsrc.Path, allowed: set[str] | None = None
+        self,
+        value: Any,
+        path: yamlsrc.Path,
+        allowed: set[str] | None = None,
+        code: str = "config.invalid",
     ) -> dict[str, Any]:
         if not isinstance(value, dict):
-            raise self.fail(path, f"expected a mapping, got {_kind(value)}")
+            raise self.fail(path, f"expected a mapping, got {_kind(value)}", code)
         for key in value:
             if allowed is not None and key not in allowed:
                 raise self.fail(
-                    (*path, key), f"unknown key (allowed: {', '.join(sorted(allowed))})"
+                    (*path, key), f"unknown key (allowed: {', '.join(sorted(allowed))})", code
                 )
         return value
 
@@ -248,7 +273,15 @@ class _Loader:
         allow_weaker = body.get("allow_weaker", False)
         if not isinstance(allow_weaker, bool):
             raise self.fail((*at, "allow_weaker"), "expected true or false")
-        self.network(body.get("network", "none"), (*at, "network"))
+        network = self.network(body.get("network", "none"), (*at, "network"))
+        if network is not None and tier_raw == Tier.PROCESS.value:
+            raise self.fail(
+                (*at, "network"),
+                "the process tier cannot enforce a host allowlist (socket() is refused there): "
+                "use tier: bwrap (allow_weaker: true falls back to the process tier with no "
+                "network at all)",
+                "config.sandbox.network",
+            )
         workdir = body.get("workdir")
         if workdir is not None:
             workdir = self.path(workdir, (*at, "workdir"), relative_ok=True)
@@ -259,6 +292,7 @@ class _Loader:
             name=name,
             tier=Tier(tier_raw),
             allow_weaker=allow_weaker,
+            network=network,
             read_only=self.paths(body, "read_only", at, DEFAULT_READ_ONLY),
             hide=self.paths(body, "hide", at, DEFAULT_HIDE),
             workdir=workdir,
@@ -268,18 +302,37 @@ class _Loader:
             source=f"{self.doc.source}:{self.doc.line(at)}",
         )
 
-    def network(self, value: Any, path: yamlsrc.Path) -> None:
+    def network(self, value: Any, path: yamlsrc.Path) -> Egress | None:
+        code = "config.sandbox.network"
         if value == "none":
-            return
+            return None
         if isinstance(value, list):
+            raise self.fail(path, "list the hosts under allow: network: {allow: [host, ...]}", code)
+        if not isinstance(value, dict):
             raise self.fail(
-                path,
-                "per-host network access needs an egress proxy, which this version of "
-                "Ringfence does not have; a host allowlist would not be enforced, so the "
-                "profile is refused (use network: none)",
-                "config.sandbox.network",
+                path, f"network is 'none' or {{allow: [host, ...]}}; got {value!r}", code
             )
-        raise self.fail(path, f"network is 'none'; got {value!r}", "config.sandbox.network")
+        body = self.mapping(value, path, {"allow", "allow_private"}, code)
+        hosts = body.get("allow")
+        if not isinstance(hosts, list) or not hosts:
+            raise self.fail(
+                (*path, "allow"),
+                "expected a non-empty list of host names (for no network: network: none)",
+                code,
+            )
+        rules = []
+        for i, item in enumerate(hosts):
+            try:
+                rule = parse_host_rule(item)
+            except ValueError as exc:
+                raise self.fail((*path, "allow", i), str(exc), code) from None
+            if rule in rules:
+                raise self.fail((*path, "allow", i), f"{rule} is listed twice", code)
+            rules.append(rule)
+        allow_private = body.get("allow_private", False)
+        if not isinstance(allow_private, bool):
+            raise self.fail((*path, "allow_private"), "expected true or false", code)
+        return Egress(tuple(rules), allow_private)
 
     def path(self, value: Any, at: yamlsrc.Path, *, relative_ok: bool = False) -> str:
         if not isinstance(value, str) or not value or "\0" in value:

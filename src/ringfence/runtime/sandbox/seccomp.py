@@ -18,7 +18,10 @@ What it refuses (``EPERM`` unless noted), on x86_64 and aarch64 (only x86_64 is 
   ``clone``, whose flags it can);
 - ``ioctl(TIOCSTI / TIOCLINUX)``: typing into a terminal;
 - ``socket()`` of any family but ``AF_UNIX`` (network off), or of every family
-  (``no_sockets``: the process tier, which shares the host's abstract socket namespace);
+  (``no_sockets``: the process tier, which shares the host's abstract socket namespace),
+  or of any family but ``AF_UNIX``, ``AF_INET`` and ``AF_INET6`` (``inet``: a bwrap sandbox
+  with a network allowlist, whose network namespace holds nothing but loopback; ``AF_VSOCK``,
+  ``AF_NETLINK``, ``AF_PACKET`` and the rest stay refused — vsock is not namespaced);
 - ``setsid`` and ``setpgid`` (``pin_process_group``: the process tier kills the whole group
   at the end, so nothing may leave it).
 """
@@ -49,6 +52,8 @@ _OFF_ARG0_LO = 16
 _OFF_ARG1_LO = 24
 
 _AF_UNIX = 1
+_AF_INET = 2
+_AF_INET6 = 10
 _TIOCSTI = 0x5412
 _TIOCLINUX = 0x541C
 _X32_SYSCALL_BIT = 0x40000000
@@ -130,8 +135,15 @@ def filter_arch(machine: str | None = None) -> str | None:
     return machine if machine in _ARCHES else None
 
 
-def build_filter(*, no_sockets: bool, pin_process_group: bool, machine: str | None = None) -> bytes:
-    """The filter program as the bytes of ``struct sock_filter[]`` (8 bytes per instruction)."""
+def build_filter(
+    *, no_sockets: bool, pin_process_group: bool, inet: bool = False, machine: str | None = None
+) -> bytes:
+    """The filter program as the bytes of ``struct sock_filter[]`` (8 bytes per instruction).
+
+    ``inet`` (not with ``no_sockets``) also lets ``AF_INET`` and ``AF_INET6`` sockets be made.
+    """
+    if no_sockets and inet:
+        raise ValueError("no_sockets and inet exclude each other")
     arch = _ARCHES.get((machine or platform.machine()).lower())
     if arch is None:
         raise SeccompUnsupported(f"no seccomp filter for {machine or platform.machine()}")
@@ -179,9 +191,12 @@ def build_filter(*, no_sockets: bool, pin_process_group: bool, machine: str | No
         jump(_JEQ_K, nr["socket"], 0, 1)
         stmt(_RET_K, _RET_ERRNO | errno.EACCES)
     else:
-        jump(_JEQ_K, nr["socket"], 0, 4)
+        families = [_AF_UNIX, _AF_INET, _AF_INET6] if inet else [_AF_UNIX]
+        # socket: load the family; each allowed one jumps over the rest to ALLOW.
+        jump(_JEQ_K, nr["socket"], 0, len(families) + 3)
         stmt(_LD_W_ABS, _OFF_ARG0_LO)
-        jump(_JEQ_K, _AF_UNIX, 1, 0)
+        for i, family in enumerate(families):
+            jump(_JEQ_K, family, len(families) - i, 0)
         stmt(_RET_K, _RET_ERRNO | errno.EACCES)
         stmt(_RET_K, _RET_ALLOW)
     stmt(_RET_K, _RET_ALLOW)
