@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import os
 import shutil
@@ -55,7 +56,7 @@ BLOCK = 50  # calls per path before moving on to the next one
 MODES = ("auto", "legacy")
 TARGET_P50_MS = 0.3
 TARGET_P99_MS = 1.0
-PATHS = ("direct", "passthrough", "gateway")
+PATHS = ("direct", "relay", "passthrough", "gateway")
 ARGS = {"text": "hello", "n": 1}
 DENIED_ARGS = {"text": "/etc/passwd", "n": 1}
 
@@ -167,6 +168,13 @@ async def _one_era(folder: Path, mode: str, calls: int, warmup: int) -> dict[str
     config.write_text(_gateway_yaml(counts["gateway"]))
     commands = {
         "direct": _echo_command(counts["direct"]),
+        "relay": [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--relay",
+            "--",
+            *_echo_command(counts["relay"]),
+        ],
         "passthrough": [
             sys.executable,
             str(Path(__file__).resolve()),
@@ -176,7 +184,7 @@ async def _one_era(folder: Path, mode: str, calls: int, warmup: int) -> dict[str
         ],
         "gateway": _gateway_command(config, "legacy" if mode == "legacy" else "modern"),
     }
-    tool = {"direct": "echo", "passthrough": "echo", "gateway": "bench__echo"}
+    tool = {"direct": "echo", "relay": "echo", "passthrough": "echo", "gateway": "bench__echo"}
     env = dict(os.environ)
     env.pop("RINGFENCE_BENCH_PROFILE", None)
     env.pop("RINGFENCE_BENCH_PYSPY", None)
@@ -429,7 +437,6 @@ def in_process(samples: int = 5_000) -> dict[str, dict[str, float]]:
     JSON Schema, the policy decision and its durable audit record); ``record`` is the outcome
     record after the upstream answered; ``schema`` and ``check`` are parts of ``admit``.
     """
-    import mcp_types as types
 
     import echo_server
     import ringfence
@@ -452,7 +459,7 @@ def in_process(samples: int = 5_000) -> dict[str, dict[str, float]]:
             if not decision.allowed or gw.admit(conn, "bench__echo", DENIED_ARGS)[2].allowed:
                 raise SystemExit("gateway benchmark: in-process decisions are wrong")
             text = json.dumps(ARGS, sort_keys=True)
-            result = types.CallToolResult(content=[types.TextContent(type="text", text=text)])
+            result = {"content": [{"type": "text", "text": text}], "isError": False}
             runs = {
                 "admit_allowed": lambda: gw.admit(conn, "bench__echo", ARGS),
                 "admit_denied": lambda: gw.admit(conn, "bench__echo", DENIED_ARGS),
@@ -463,6 +470,35 @@ def in_process(samples: int = 5_000) -> dict[str, dict[str, float]]:
             return {name: measure(fn, n=samples, warmup=samples // 10) for name, fn in runs.items()}
         finally:
             guard.close()
+
+
+async def _relay(command: list[str]) -> None:
+    """Copy bytes between our stdio and ``command``'s, parsing nothing: the floor for any
+    proxy that is a process of its own (same event loop as the gateway's)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    child = await asyncio.create_subprocess_exec(
+        *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    assert child.stdin is not None and child.stdout is not None
+    reader = asyncio.StreamReader(limit=1 << 24)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    out, _ = await loop.connect_write_pipe(asyncio.Protocol, sys.stdout)
+
+    async def up() -> None:
+        assert child.stdin is not None
+        while data := await reader.read(1 << 16):
+            child.stdin.write(data)
+        child.stdin.close()
+
+    async def down() -> None:
+        assert child.stdout is not None
+        while data := await child.stdout.read(1 << 16):
+            out.write(data)
+
+    await asyncio.gather(up(), down())
+    await child.wait()
 
 
 async def _passthrough(command: list[str]) -> None:
@@ -501,10 +537,15 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES), help="auto, legacy or both")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "gateway.json")
     parser.add_argument("--passthrough", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--relay", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("command", nargs="*", help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.passthrough:
         anyio.run(_passthrough, opts.command)
+        return
+    if opts.relay:
+        loop = {"use_uvloop": importlib.util.find_spec("uvloop") is not None}
+        anyio.run(_relay, opts.command, backend_options=loop)
         return
     import platform
 

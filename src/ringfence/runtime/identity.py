@@ -74,6 +74,9 @@ class VerifiedCredential:
         self.user = leaf.user
         self.roles = leaf.roles
         self.view = policy_view(leaf, chain.kids[0])
+        # The ids of the credentials this one was delegated from, root first: decision
+        # records keep them beside the leaf's ``jti`` (ringfence.core.audit.record).
+        self.view["parents"] = tuple(link.claims.jti for link in chain.links[:-1])
         self.scope = Scope.of(leaf.tools, leaf.resources)
         self.not_before_ns = chain.not_before_s * _NS
         self.not_after_ns = chain.not_after_s * _NS

@@ -104,7 +104,7 @@ async def test_arguments_breaking_the_tool_schema_are_invalid_params(client: Cli
         await client.call_tool("time__get_current_time", {"timezone": 5})
     assert bad.value.code == INVALID_PARAMS
     assert bad.value.message == (
-        "Invalid arguments for time__get_current_time: 5 is not of type 'string' (at timezone)"
+        'Invalid arguments for time__get_current_time: 5 is not of type "string" (at timezone)'
     )
     assert isinstance(bad.value.data, dict)
     assert bad.value.data["rules"] == ["ringfence:upstream-schema"]

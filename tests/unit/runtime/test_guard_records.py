@@ -56,6 +56,7 @@ DECISION_FIELDS = {
     "roles",
     "user",
     "delegation",
+    "credential",
     "session",
     "trace_id",
     "span_id",
@@ -135,6 +136,7 @@ def test_decision_record_has_every_field(make_guard: GuardFactory, memory_log: A
         "roles": ["janitor"],
         "user": "alice",
         "delegation": ["planner"],
+        "credential": None,
         "session": "s-1",
         "trace_id": "trace-9",
         "span_id": "span-3",
@@ -163,7 +165,7 @@ def test_unknown_context_is_null_not_missing(
     (record,) = records_of(memory_log)
     assert set(record) == DECISION_FIELDS
     assert record["agent"] == "anonymous"
-    for name in ("user", "session", "trace_id", "span_id", "request", "reason"):
+    for name in ("user", "credential", "session", "trace_id", "span_id", "request", "reason"):
         assert record[name] is None
     assert record["effect"] == "deny"
     assert record["rules"] == ["ringfence:default-deny"]

@@ -7,7 +7,7 @@ field.  Paths in it are relative to the file's folder.  Example::
 
     policy: policy.yaml
     data_dir: .ringfence            # audit log, keys, tool pins
-    identity: {agent: ide-assistant, user: alice}
+    identity: {agent: ide-assistant, user: alice}   # or, with credentials: see below
     secrets: {file: secrets.enc}      # secret handles (docs/secrets.md); default: data_dir's
     pinning: tofu                   # or allowlist (pins.json must list every tool)
     scan: quarantine                # or warn
@@ -20,6 +20,15 @@ field.  Paths in it are relative to the file's folder.  Example::
         labels: [untrusted]          # what its tools return is untrusted content
         tools:
           search: {proxies: {tool: name, arguments: args}}
+
+With ``identity: {verify: true}`` clients present signed credentials (docs/identity.md)
+instead of being given the configured identity: over Streamable HTTP as
+``Authorization: Bearer <credential>``, over stdio from an environment variable
+(``credential_env``, default ``RINGFENCE_CREDENTIAL``) or a file (``credential_file``, read
+again whenever it changes).  Credentials are verified against the registry in
+``registry`` (default ``<data_dir>/identity``) for ``audience`` (default ``ringfence``)::
+
+    identity: {verify: true, audience: mcp-gateway}
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from ringfence.errors import ConfigError, PolicyError
 __all__ = [
     "SEPARATOR",
     "GatewayConfig",
+    "GatewayIdentity",
     "HttpListen",
     "Identity",
     "ProxySpec",
@@ -49,6 +59,9 @@ SEPARATOR = "__"
 """Between server and tool in the names the gateway exposes (``time__get_current_time``).
 
 Not a dot: several clients only accept ``[A-Za-z0-9_-]`` in tool names."""
+
+DEFAULT_CREDENTIAL_ENV = "RINGFENCE_CREDENTIAL"
+"""Where a stdio client's credential is read from when ``identity.verify`` names no source."""
 
 T = TypeVar("T")
 _SERVER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
@@ -105,6 +118,29 @@ class Identity(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
     user: str | None = None
 
 
+class GatewayIdentity(Identity, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """``identity:``: the identity every client acts as, or (``verify: true``) where the
+    credentials that say who a client is come from and how they are checked.
+
+    With ``verify``, ``agent``, ``roles`` and ``user`` are never what an allowed request acts
+    as: a request without a valid credential is refused (and the refusal names the
+    configured ``agent``, which is all that is known of the caller).
+    """
+
+    verify: bool = False
+    audience: str | None = None  # the audience credentials must name (default "ringfence")
+    registry: str | None = None  # the identity registry folder (default <data_dir>/identity)
+    credential_env: str | None = None  # stdio: the variable holding the client's credential
+    credential_file: str | None = None  # stdio: or a file holding it (read again on change)
+
+    @property
+    def stdio_env(self) -> str | None:
+        """The environment variable a stdio client's credential is read from, if any."""
+        if self.credential_file is not None:
+            return None
+        return self.credential_env or DEFAULT_CREDENTIAL_ENV
+
+
 class HttpListen(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     """Serving MCP clients over Streamable HTTP instead of stdio."""
 
@@ -136,7 +172,7 @@ class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fr
     policy: str
     servers: dict[str, ServerConfig]
     data_dir: str = ".ringfence"
-    identity: Identity = Identity()
+    identity: GatewayIdentity = GatewayIdentity()
     pins: str | None = None
     pinning: Literal["tofu", "allowlist"] = "tofu"
     scan: Literal["warn", "quarantine"] = "quarantine"
@@ -144,6 +180,9 @@ class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fr
     max_message_bytes: int = 4 << 20
     max_result_bytes: int = 16 << 20
     durability: Literal["process", "fsync"] = "process"
+    # stdio: tool calls answered without the SDK server's dispatch, sent to stdio servers on
+    # the connection's direct lane (adapters/mcp/fastpath.py, pipe.py); false: the SDK's path.
+    direct_calls: bool = True
     listen: HttpListen | None = None
     secrets: SecretsConfig | None = None
     base: str = msgspec.field(default="", name="__base__")  # the file's folder, set on load
@@ -151,6 +190,12 @@ class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fr
     def path(self, value: str) -> Path:
         """``value`` resolved against the configuration file's folder."""
         return Path(self.base, value) if self.base else Path(value)
+
+    @property
+    def registry_path(self) -> Path:
+        """The identity registry clients' credentials are verified against."""
+        registry = self.identity.registry
+        return self.path(registry) if registry else self.path(self.data_dir) / "identity"
 
     @property
     def pins_path(self) -> Path:
@@ -271,12 +316,41 @@ def _check(doc: yamlsrc.Located, config: GatewayConfig) -> None:
         value = getattr(config, field)
         if not 1024 <= value <= 1 << 30:
             raise doc_error(doc, (field,), "must be between 1 KiB and 1 GiB")
+    _check_identity(doc, config)
     if config.listen is not None:
         for digest in config.listen.tokens:
             if not re.fullmatch(r"[0-9a-f]{64}", digest):
                 raise doc_error(
                     doc, ("listen", "tokens", digest), "token keys are sha256 hex digests"
                 )
+
+
+def _check_identity(doc: yamlsrc.Located, config: GatewayConfig) -> None:
+    ident = config.identity
+    settings = ("audience", "registry", "credential_env", "credential_file")
+    if not ident.verify:
+        for name in settings:
+            if getattr(ident, name) is not None:
+                raise doc_error(doc, ("identity", name), "only applies with 'verify: true'")
+        return
+    if config.listen is not None and config.listen.tokens:
+        # Either every client proves who it is, or a token says so: both would let a
+        # static token stand in for a credential that was revoked or has expired.
+        raise doc_error(
+            doc,
+            ("listen", "tokens"),
+            "static tokens cannot be used with identity 'verify: true' (clients present "
+            "credentials)",
+        )
+    if ident.credential_env is not None and ident.credential_file is not None:
+        raise doc_error(
+            doc, ("identity", "credential_file"), "give 'credential_env' or 'credential_file'"
+        )
+    if ident.audience is not None and not 0 < len(ident.audience) <= 256:
+        raise doc_error(doc, ("identity", "audience"), "an audience is 1-256 characters")
+    env = ident.credential_env
+    if env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", env):
+        raise doc_error(doc, ("identity", "credential_env"), "not an environment variable name")
 
 
 def _label(doc: yamlsrc.Located, at: yamlsrc.Path, label: str) -> None:

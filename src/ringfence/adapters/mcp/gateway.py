@@ -21,6 +21,7 @@ What reaches the client:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -38,10 +39,11 @@ from mcp.shared.dispatcher import ProgressFnT as Progress
 from ringfence.adapters.mcp import secrets as sec
 from ringfence.adapters.mcp.catalog import Catalog, ToolEntry
 from ringfence.adapters.mcp.config import SEPARATOR, GatewayConfig, Identity
+from ringfence.adapters.mcp.scan import Severity
 from ringfence.adapters.mcp.upstream import Upstream, UpstreamUnavailable, collect_pages
 from ringfence.core.action import Action, ActionKind, Resource, argument_problem
 from ringfence.core.decision import Decision, Effect
-from ringfence.errors import SecretError
+from ringfence.errors import IdentityError, SecretError
 from ringfence.runtime.broker import (
     SECRET_LABEL,
     SECRET_RULE,
@@ -82,10 +84,21 @@ class GatewayError(Exception):
 
 @dataclass(frozen=True)
 class Connection:
-    """One client connection: who it acts as, and the session its actions belong to."""
+    """One client connection: who it acts as, and the session its actions belong to.
+
+    ``credential``: what the client presents (with a credential verifier): its text, or a
+    function that reads it again for every request (a stdio client's, from a file that may
+    be renewed).  Every check the Guard makes for the connection verifies it.
+    """
 
     identity: Identity
     session: str = field(default_factory=lambda: f"mcp-{uuid.uuid4().hex[:16]}")
+    credential: str | Callable[[], str | None] | None = field(default=None, repr=False)
+
+    def presented(self) -> str | None:
+        """The credential the client presents now (None: none)."""
+        credential = self.credential
+        return credential() if callable(credential) else credential
 
 
 class Gateway:
@@ -122,10 +135,14 @@ class Gateway:
                 on_tools_changed=self._tools_changed,
                 errlog=errlog,
                 transport=(transports or {}).get(name),
+                max_message_bytes=config.max_result_bytes + config.max_message_bytes,
             )
             for name, server in config.servers.items()
         }
         self._first: set[str] = set()
+        # Called when the tools a client can see change (a server's list_changed, a
+        # quarantine); the stdio server turns it into notifications/tools/list_changed.
+        self.listeners: list[Callable[[], Awaitable[None]]] = []
         self._resource_servers: dict[str, str] = {}
         self._template_servers: dict[str, str] = {}
 
@@ -172,7 +189,45 @@ class Gateway:
         except Exception as exc:  # the old surface stays in force; calls still check pins
             log.warning("MCP server %r: re-listing tools failed: %s", upstream.name, exc)
             return
+        before = self._surface(upstream.name)
         self.catalog.observe(upstream.name, tools, client.instructions)
+        if self._surface(upstream.name) != before:
+            for listener in list(self.listeners):
+                try:
+                    await listener()
+                except Exception:  # a client that went away must not stop the others
+                    log.exception("could not tell a client that the tool list changed")
+
+    def _surface(self, server: str) -> list[tuple[str, bool, str]]:
+        """What clients can see of ``server``'s tools: names, callable or not, definitions."""
+        return [
+            (e.exposed, self.catalog.refusal(e) is None, e.tool.model_dump_json())
+            for e in self.catalog.entries()
+            if e.server == server
+        ]
+
+    def instructions(self) -> str | None:
+        """The servers' instructions for the client, each under its server's name.
+
+        Only approved (pinned) instructions with no pending change and no finding of the
+        poisoning scan at medium severity or above are passed on: anything else the model
+        would read is exactly what pinning and the scan exist to stop.
+        """
+        parts = []
+        for name in self.upstreams:
+            pin = self.catalog.pins.servers.get(name)
+            approved = pin.instructions if pin is not None else None
+            if pin is None or approved is None or not approved.text or pin.pending_instructions:
+                continue
+            flagged = any(
+                f.tool is None and f.severity in (Severity.MEDIUM, Severity.HIGH)
+                for f in self.catalog.findings.get(name, ())
+            )
+            if flagged:
+                log.warning("MCP server %r: instructions withheld (poisoning scan)", name)
+                continue
+            parts.append(f"## {name} (tools named {name}{SEPARATOR}*)\n\n{approved.text.strip()}")
+        return "\n\n".join(parts) or None
 
     # -- listing -----------------------------------------------------------------------------
 
@@ -207,9 +262,9 @@ class Gateway:
     def action(
         self, conn: Connection, tool: str, args: dict[str, Any], kind: str = ActionKind.TOOL_CALL
     ) -> Action:
-        """The Action for a request on ``conn``."""
+        """The Action for a request on ``conn`` (as its verified credential's, if it has one)."""
         ident = conn.identity
-        return Action(
+        action = Action(
             kind=kind,
             tool=tool,
             args=args,
@@ -219,6 +274,13 @@ class Gateway:
             session=conn.session,
             time_ns=time.time_ns(),
         )
+        if conn.credential is not None and (verifier := self.guard.verifier) is not None:
+            # So that refusals made before the Guard checks (unknown tool, quarantine, …)
+            # are recorded with the credential's identity and id; a credential that fails
+            # here is the Guard's to refuse, with its reason.
+            with contextlib.suppress(IdentityError):
+                action = verifier.verify(conn.presented(), action.time_ns).identify(action)
+        return action
 
     def admit(
         self, conn: Connection, name: str, args: dict[str, Any]
@@ -248,7 +310,7 @@ class Gateway:
         proxied = self._proxied(conn, entry, args)
         if proxied is not None and not proxied.allowed:
             return entry, action, proxied
-        return entry, action, self.guard.check(action)
+        return entry, action, self.guard.check(action, conn.presented())
 
     def _proxied(self, conn: Connection, entry: ToolEntry, args: dict[str, Any]) -> Decision | None:
         """A meta tool's inner call, checked as the tool it reaches (None: not a meta tool)."""
@@ -273,7 +335,7 @@ class Gateway:
         target = self.catalog.get(exposed)
         if target is not None and (refusal := self.catalog.refusal(target)) is not None:
             return self.guard.refuse(action, QUARANTINE_RULE, refusal)
-        return self.guard.check(action)
+        return self.guard.check(action, conn.presented())
 
     async def call_tool(
         self,
@@ -282,15 +344,36 @@ class Gateway:
         args: dict[str, Any] | None,
         progress: Progress | None = None,
     ) -> types.CallToolResult:
-        """Check, forward if allowed, record the outcome; see the module docstring.
+        """:meth:`call_tool_wire`, as the SDK's model (for the SDK server's handler)."""
+        dump = await self.call_tool_wire(conn, name, args, progress)
+        return types.CallToolResult.model_validate(dump, by_name=False)
+
+    async def call_tool_wire(
+        self,
+        conn: Connection,
+        name: str,
+        args: dict[str, Any] | None,
+        progress: Progress | None = None,
+        *,
+        deliver: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Check, forward if allowed, record the outcome; see the module docstring.  The
+        result is a ``CallToolResult`` as JSON (wire names), checked by the SDK's types.
 
         ``progress`` relays the upstream's progress notifications; pass it only when the
-        client asked for progress (the upstream then gets a progress token too).
+        client asked for progress (the upstream then gets a progress token too).  Without
+        it, a stdio upstream is called on its direct lane (:mod:`.pipe`).
+
+        ``deliver``, if given, is handed a tool's (redacted, size-checked) result as soon as
+        it is ready and before its outcome is recorded, so the answer is on its way while the
+        record is written.  It must not await: the outcome, and the labels the result brings
+        to the session, are in place before the caller's event loop runs anything else (the
+        next request on the connection is decided with them).
         """
         args = {} if args is None else args
         entry, action, decision = self.admit(conn, name, args)
         if not decision.allowed and self.guard.enforcement == "enforce":
-            return denied_result(decision)
+            return _wire(denied_result(decision))
         upstream = self.upstreams[entry.server]
         started = time.perf_counter_ns()
         send = args
@@ -300,17 +383,34 @@ class Gateway:
                 send = self.secrets.substitute(*sec.secret_scope(self.guard.policy, entry, action))
             except SecretError as exc:
                 self.guard.record_outcome(action, decision, started_ns=started, error=exc)
-                return sec.secret_refused_result(decision, exc)
+                return _wire(sec.secret_refused_result(decision, exc))
             if progress is not None:
                 progress = sec.redacting(self.secrets, progress)
         try:
-            result = await upstream.request(
-                lambda c: c.call_tool(entry.tool.name, send, progress_callback=progress)
-            )
+            raw = None
+            if progress is None and self.config.direct_calls:
+                params = {"name": entry.tool.name, "arguments": send}
+                raw = await upstream.call_direct("tools/call", params)
+            if raw is None:
+                result = await upstream.request(
+                    lambda c: c.call_tool(entry.tool.name, send, progress_callback=progress)
+                )
+            else:
+                result = _tool_result(raw)
         except (UpstreamUnavailable, MCPError) as exc:
             self.guard.record_outcome(action, decision, started_ns=started, error=self._scrub(exc))
             raise self._scrub_error(_upstream_error(exc, decision)) from None
-        return self._record(entry, action, decision, started, result)
+        except ValueError as exc:  # the server's answer is not a CallToolResult
+            # The details stay in the log: a validation message can quote the result.
+            log.warning("MCP server %r sent an invalid tools/call result: %s", entry.server, exc)
+            why = f"MCP server {entry.server!r} sent an invalid result"
+            self.guard.record_outcome(action, decision, started_ns=started, error=ValueError(why))
+            raise GatewayError(INTERNAL_ERROR, why, {"decision_id": decision.decision_id}) from None
+        except BaseException:  # cancelled by the client or by shutdown: still recorded
+            cancelled = anyio.get_cancelled_exc_class()("the call was cancelled before it ended")
+            self.guard.record_outcome(action, decision, started_ns=started, error=cancelled)
+            raise
+        return self._record(entry, action, decision, started, _wire(result), deliver)
 
     def _scrub(self, exc: BaseException) -> BaseException:
         """``exc`` with secrets redacted from its message, for the audit record."""
@@ -328,44 +428,49 @@ class Gateway:
         action: Action,
         decision: Decision,
         started: int,
-        result: types.CallToolResult,
-    ) -> types.CallToolResult:
-        """Record the outcome; the result for the client (oversized results replaced)."""
-        meta = result.meta
+        dump: dict[str, Any],
+        deliver: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Record the outcome; the result for the client (oversized results replaced),
+        handed to ``deliver`` first if given (see :meth:`call_tool_wire`)."""
+        meta = dump.get("_meta")
         if meta and any(k.startswith(_SDK_META) for k in meta):
             # The upstream's own protocol metadata (its serverInfo, …) is not the client's
             # business: the client talks to the gateway.
             kept = {k: v for k, v in meta.items() if not k.startswith(_SDK_META)}
-            result = result.model_copy(update={"meta": kept or None})
-        dump = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+            dump = {k: v for k, v in dump.items() if k != "_meta"}
+            if kept:
+                dump["_meta"] = kept
         labels = entry.labels
         if self.secrets is not None:
-            redacted, dump, found = sec.redact_result(self.secrets, result, dump)
-            result = sec.withheld_result(dump["_meta"]) if redacted is None else redacted
+            redacted, meta, found = sec.redact_result(self.secrets, types.CallToolResult, dump)
+            dump = _wire(sec.withheld_result(meta)) if redacted is None else redacted
             labels = (*labels, SECRET_LABEL) if found else labels
         size = len(_json_bytes(dump))
         if size > self.config.max_result_bytes:
             limit = self.config.max_result_bytes
             error = ValueError(f"result of {size} bytes is larger than max_result_bytes ({limit})")
             self.guard.record_outcome(action, decision, started_ns=started, error=error)
-            return types.CallToolResult(
-                content=[
-                    types.TextContent(type="text", text=f"Ringfence withheld the result: {error}")
-                ],
-                is_error=True,
-                _meta={META_KEY: {"decision_id": decision.decision_id, "effect": "allow"}},
-            )
+            return {
+                "content": [{"type": "text", "text": f"Ringfence withheld the result: {error}"}],
+                "isError": True,
+                "_meta": {META_KEY: {"decision_id": decision.decision_id, "effect": "allow"}},
+            }
         keep = (entry.config.record_results if entry.config else None) or self.config.record_results
-        self.guard.record_outcome(
-            action,
-            decision,
-            started_ns=started,
-            result=dump,
-            error=_ToolError("the tool reported an error") if result.is_error else None,
-            content=dump if keep == "content" else None,
-            labels=labels,
-        )
-        return result
+        try:
+            if deliver is not None:
+                deliver(dump)
+        finally:
+            self.guard.record_outcome(
+                action,
+                decision,
+                started_ns=started,
+                result=dump,
+                error=_ToolError("the tool reported an error") if dump.get("isError") else None,
+                content=dump if keep == "content" else None,
+                labels=labels,
+            )
+        return dump
 
     # -- resources and prompts -----------------------------------------------------------------
 
@@ -469,14 +574,15 @@ class Gateway:
         except (UpstreamUnavailable, MCPError) as exc:
             self.guard.record_outcome(action, decision, started_ns=started, error=self._scrub(exc))
             raise self._scrub_error(_upstream_error(exc, decision)) from None
-        dump = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+        dump = _wire(result)
         brought: tuple[str, ...] = self.catalog.server_labels(server)
         found = False
         if self.secrets is not None:
-            redacted, dump, found = sec.redact_result(self.secrets, result, dump)
+            redacted, _, found = sec.redact_result(self.secrets, type(result), dump)
             if redacted is None:
                 raise GatewayError(INTERNAL_ERROR, sec.WITHHELD)
-            result = redacted
+            if found:
+                dump, result = redacted, type(result).model_validate(redacted, by_name=False)
         keep = self.config.record_results == "content"
         self.guard.record_outcome(
             action,
@@ -516,6 +622,20 @@ async def _pages(
     upstream: Upstream, page: Callable[[Client, str | None], Any], field: str
 ) -> list[Any]:
     return await upstream.request(lambda c: collect_pages(c, page, field, upstream.name))
+
+
+def _wire(result: Any) -> dict[str, Any]:
+    """An SDK result model as JSON with its wire names."""
+    dump: dict[str, Any] = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return dump
+
+
+def _tool_result(raw: dict[str, Any]) -> types.CallToolResult:
+    """A result from the direct lane as the SDK's model (ValueError if it is not one)."""
+    kind = raw.get("resultType", "complete")
+    if kind != "complete":
+        raise ValueError(f"a {kind!r} result, which the gateway does not relay")
+    return types.CallToolResult.model_validate(raw, by_name=False)
 
 
 def _upstream_error(exc: UpstreamUnavailable | MCPError, decision: Decision) -> GatewayError:

@@ -8,6 +8,7 @@ until the client goes away or the process is told to stop.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -16,9 +17,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import mcp_types as types
 import uvicorn
+from mcp.server.lowlevel.server import NotificationOptions
+from mcp.shared.message import SessionMessage
 
 from ringfence.adapters.mcp.config import GatewayConfig, SecretsConfig
+from ringfence.adapters.mcp.credentials import close_verifier, open_verifier, stdio_credential
+from ringfence.adapters.mcp.fastpath import DirectCalls
 from ringfence.adapters.mcp.gateway import Connection, Gateway
 from ringfence.adapters.mcp.server import bearer_identity, build_server
 from ringfence.adapters.mcp.stdio import wire_stdio
@@ -35,6 +41,7 @@ log = logging.getLogger("ringfence.gateway")
 @asynccontextmanager
 async def open_gateway(config: GatewayConfig, *, errlog: Any = None) -> AsyncIterator[Gateway]:
     """A running gateway: upstreams connected (or reported unavailable), audit log open."""
+    verifier = open_verifier(config)  # identity.verify: clients present credentials
     guard = open_guard(
         config.path(config.policy),
         data_dir=config.path(config.data_dir),
@@ -45,7 +52,9 @@ async def open_gateway(config: GatewayConfig, *, errlog: Any = None) -> AsyncIte
         # approve` redeems the receipt once.
         approval_queue=True,
         approval_wait_s=0,
+        verifier=verifier,
     )
+    guard.closing(lambda: close_verifier(verifier))
     try:
         gateway = Gateway(
             config, guard, errlog=errlog or sys.stderr, secrets=_secret_broker(config, guard)
@@ -94,13 +103,32 @@ async def _until_signalled(scope: anyio.CancelScope) -> None:
 async def serve_stdio(config: GatewayConfig) -> None:
     """Serve one MCP client on stdin/stdout until it closes them (or a signal arrives)."""
     async with open_gateway(config) as gateway:
-        conn = Connection(config.identity)
+        conn = Connection(config.identity, credential=stdio_credential(config))
         log.info("gateway ready on stdio; session %s", conn.session)
         server = build_server(gateway, conn)
+        direct = DirectCalls(gateway, conn, server, enabled=config.direct_calls)
+        gc.freeze()  # what start-up made lives as long as the gateway: keep it out of GC scans
+        # A handshake-era client is told when the tools it can see change (2026-07-28 clients
+        # would need a subscriptions/listen stream, which the gateway does not serve yet).
+        options = server.create_initialization_options(NotificationOptions(tools_changed=True))
         async with anyio.create_task_group() as tg:
             tg.start_soon(_until_signalled, tg.cancel_scope)
-            async with wire_stdio(config.max_message_bytes) as (read, write):
-                await server.run(read, write, server.create_initialization_options())
+            async with wire_stdio(config.max_message_bytes, direct=direct) as (read, write):
+                notify = write.clone()
+
+                async def tools_changed() -> None:
+                    if direct.handshake is not None:
+                        note = types.JSONRPCNotification(
+                            jsonrpc="2.0", method="notifications/tools/list_changed"
+                        )
+                        await notify.send(SessionMessage(note))
+
+                gateway.listeners.append(tools_changed)
+                try:
+                    await server.run(read, write, options)
+                finally:
+                    gateway.listeners.remove(tools_changed)
+                    notify.close()
             tg.cancel_scope.cancel()
 
 
@@ -125,7 +153,7 @@ async def serve_http(config: GatewayConfig, *, ready: anyio.Event | None = None)
         )
         uv = _Uvicorn(
             uvicorn.Config(
-                bearer_identity(config, app),
+                bearer_identity(config, app, gateway.guard),
                 host=listen.host,
                 port=listen.port,
                 log_level="warning",

@@ -80,23 +80,26 @@ def scrub_error(
 
 
 def redact_result(
-    broker: SecretBroker, result: R, dump: dict[str, Any]
-) -> tuple[R | None, dict[str, Any], bool]:
-    """(result, dump, found): secrets redacted, and what was redacted named in ``_meta``.
+    broker: SecretBroker, kind: type[R], dump: dict[str, Any]
+) -> tuple[dict[str, Any] | None, dict[str, Any], bool]:
+    """(dump, meta, found): ``dump`` (a ``kind`` as JSON) with secrets redacted and what was
+    redacted named in its ``_meta`` (``meta``: that ``_meta``).
 
-    The result is None when it no longer parses once redacted: the caller withholds it.
+    The dump is None when it is no longer a valid ``kind`` once redacted: the caller
+    withholds the result.
     """
     redaction = broker.redact(dump)
     if not redaction:
-        return result, dump, False
+        return dump, {}, False
     meta = dict(redaction.value.get("_meta") or {})
     meta[REDACTED_KEY] = [f.to_dict() for f in redaction.findings[:100]]
     redacted = {**redaction.value, "_meta": meta}
     try:
-        return type(result).model_validate(redacted), redacted, True
+        kind.model_validate(redacted, by_name=False)
     except ValueError:
         log.warning("a result held a secret and could not be redacted in place; withheld")
-        return None, {"_meta": {REDACTED_KEY: meta[REDACTED_KEY]}}, True
+        return None, {REDACTED_KEY: meta[REDACTED_KEY]}, True
+    return redacted, meta, True
 
 
 def withheld_result(meta: dict[str, Any]) -> types.CallToolResult:

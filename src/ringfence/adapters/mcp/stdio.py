@@ -28,6 +28,8 @@ import mcp_types as types
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.shared.message import SessionMessage
 
+from ringfence.adapters.mcp.fastpath import DirectCalls
+
 __all__ = ["INVALID_REQUEST", "PARSE_ERROR", "wire_stdio"]
 
 log = logging.getLogger("ringfence.gateway")
@@ -48,14 +50,18 @@ def _claim() -> tuple[int, int]:
 
 @asynccontextmanager
 async def wire_stdio(
-    max_bytes: int, *, fds: tuple[int, int] | None = None
+    max_bytes: int, *, fds: tuple[int, int] | None = None, direct: DirectCalls | None = None
 ) -> AsyncIterator[
     tuple[
         MemoryObjectReceiveStream[SessionMessage | Exception],
         MemoryObjectSendStream[SessionMessage],
     ]
 ]:
-    """(read, write) streams for ``Server.run`` over stdin/stdout (or the given fds)."""
+    """(read, write) streams for ``Server.run`` over stdin/stdout (or the given fds).
+
+    With ``direct``, the tool calls it takes are answered without the SDK server (see
+    :mod:`.fastpath`); everything else reaches the server as before.
+    """
     wire_in, wire_out = fds if fds is not None else _claim()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=max_bytes + 1, loop=loop)
@@ -71,7 +77,10 @@ async def wire_stdio(
 
     async def reply_error(request_id: Any, code: int, message: str) -> None:
         body = {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
-        writer.write(json.dumps(body).encode() + b"\n")
+        await write_line(json.dumps(body).encode() + b"\n")
+
+    async def write_line(data: bytes) -> None:
+        writer.write(data)  # one write per frame: frames from several tasks never interleave
         await writer.drain()
 
     async def read_lines() -> None:
@@ -99,14 +108,17 @@ async def wire_stdio(
                     log.warning("refused a malformed message: %s", why)
                     await reply_error(request_id, code, why)
                     continue
+                if direct is not None and direct.take(message, writer):
+                    continue
                 await read_send.send(SessionMessage(message))
 
     async def write_lines() -> None:
         async with write_recv:
             async for item in write_recv:
+                if direct is not None:
+                    direct.sent(item.message)
                 data = item.message.model_dump_json(by_alias=True, exclude_unset=True)
-                writer.write(data.encode() + b"\n")
-                await writer.drain()
+                await write_line(data.encode() + b"\n")
 
     try:
         async with anyio.create_task_group() as tg:
@@ -115,6 +127,8 @@ async def wire_stdio(
             yield read_recv, write_send
             tg.cancel_scope.cancel()
     finally:
+        if direct is not None:
+            await direct.drain()
         transport.close()
 
 

@@ -18,14 +18,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TextIO, TypeVar
 
 import anyio
+import anyio.abc
 import mcp_types as types
 from mcp import Client, MCPError, StdioServerParameters
-from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ringfence import __version__
 from ringfence.adapters.mcp.config import ServerConfig
+from ringfence.adapters.mcp.pipe import Lane, LaneClosed, LaneError, pipe_client
 from ringfence.runtime.secrets import is_secret_env
 
 __all__ = ["Upstream", "UpstreamUnavailable", "collect_pages"]
@@ -60,8 +63,11 @@ class Upstream:
         on_tools_changed: Callable[[Upstream], Awaitable[None]] | None = None,
         errlog: TextIO | None = None,
         transport: Callable[[], Any] | None = None,
+        max_message_bytes: int = 32 << 20,
     ) -> None:
         self.name = name
+        self.max_message_bytes = max_message_bytes
+        self.lane: Lane | None = None  # the direct lane of the current stdio connection
         self._make_transport = transport
         self.config = config
         self.base = base
@@ -74,6 +80,7 @@ class Upstream:
         self._errlog = errlog or sys.stderr
         self._broken = anyio.Event()
         self._stopped = False
+        self._changes: anyio.abc.TaskGroup | None = None  # where re-listings run
 
     # -- the supervisor ----------------------------------------------------------------------
 
@@ -97,7 +104,12 @@ class Upstream:
                         self.status = "connected"
                         self.last_error = None
                         log.info("MCP server %r connected (%s)", self.name, client.protocol_version)
-                        await self._broken.wait()
+                        async with anyio.create_task_group() as tg:
+                            self._changes = tg
+                            if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                                tg.start_soon(self._listen, client)
+                            await self._broken.wait()
+                            tg.cancel_scope.cancel()
                 if scope.cancelled_caught:
                     self.last_error = "did not connect in time"
                     log.warning("MCP server %r: %s", self.name, self.last_error)
@@ -106,6 +118,7 @@ class Upstream:
                 log.warning("MCP server %r: %s", self.name, self.last_error)
             finally:
                 self.client = None
+                self._changes = None
             if self._stopped:
                 break
             if not self.config.restart:
@@ -143,7 +156,10 @@ class Upstream:
             env.update(c.env)
             cwd = os.path.join(self.base, c.cwd) if c.cwd else None
             params = StdioServerParameters(command=c.command, args=list(c.args), env=env, cwd=cwd)
-            return stdio_client(params, errlog=self._errlog)
+            self.lane = Lane()
+            return pipe_client(
+                params, self.lane, errlog=self._errlog, max_bytes=self.max_message_bytes
+            )
         assert c.url is not None
         http = create_mcp_http_client(headers=dict(c.headers))
         return streamable_http_client(c.url, http_client=http)
@@ -153,8 +169,33 @@ class Upstream:
             log.warning("MCP server %r sent something unreadable: %s", self.name, message)
             return
         root = getattr(message, "root", message)
-        if isinstance(root, types.ToolListChangedNotification) and self._on_tools_changed:
-            await self._on_tools_changed(self)
+        if isinstance(root, types.ToolListChangedNotification):
+            self._tools_changed()
+
+    def _tools_changed(self) -> None:
+        """Re-list in a task of its own: the handler re-lists over the same connection, which
+        cannot answer while the message that announced the change is still being handled."""
+        handler, changes = self._on_tools_changed, self._changes
+        if handler is not None and changes is not None:
+
+            async def relist() -> None:
+                await handler(self)
+
+            changes.start_soon(relist)
+
+    async def _listen(self, client: Client) -> None:
+        """2026-07-28: changes come on a ``subscriptions/listen`` stream, not as notifications."""
+        try:
+            async with client.listen(tools_list_changed=True) as changes:
+                # Events are not replayed: a change between the first listing and this
+                # acknowledgement is only seen by listing again.
+                self._tools_changed()
+                async for _ in changes:
+                    self._tools_changed()
+        except ListenNotSupportedError:
+            return
+        except Exception as exc:  # changes are then seen on reconnect only
+            log.info("MCP server %r: no tool-change stream (%s)", self.name, _describe(exc))
 
     def stop(self) -> None:
         """Disconnect for good (the supervisor leaves its loop)."""
@@ -182,12 +223,7 @@ class Upstream:
         except MCPError as exc:
             if exc.code == CONNECTION_CLOSED:
                 self._lost(client, broken)  # the supervisor reconnects
-                raise UpstreamUnavailable(
-                    self.name,
-                    "closed the connection (crashed?); it is being restarted"
-                    if self.config.restart
-                    else "closed the connection (crashed?)",
-                ) from exc
+                raise UpstreamUnavailable(self.name, self._closed_reason()) from exc
             if exc.code == REQUEST_TIMEOUT:
                 raise UpstreamUnavailable(
                     self.name, f"did not answer within {self.config.timeout:g} s", timeout=True
@@ -196,6 +232,32 @@ class Upstream:
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as exc:
             self._lost(client, broken)
             raise UpstreamUnavailable(self.name, f"connection failed: {exc}") from exc
+
+    async def call_direct(self, method: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        """``method`` sent on the connection's direct lane (see :mod:`.pipe`): its result, or
+        None when this connection has no lane ready (HTTP, not negotiated yet) — the caller
+        then goes through the SDK client.  Failures as :meth:`request` reports them."""
+        client = await self.connected()
+        lane, version = self.lane, client.protocol_version
+        if lane is None or not lane.ready(version):
+            return None
+        broken = self._broken
+        try:
+            return await lane.request(method, params, version=version, timeout=self.config.timeout)
+        except LaneClosed:
+            self._lost(client, broken)
+            raise UpstreamUnavailable(self.name, self._closed_reason()) from None
+        except TimeoutError:
+            raise UpstreamUnavailable(
+                self.name, f"did not answer within {self.config.timeout:g} s", timeout=True
+            ) from None
+        except LaneError as exc:
+            raise MCPError(exc.code, exc.message, exc.data) from None
+
+    def _closed_reason(self) -> str:
+        if self.config.restart:
+            return "closed the connection (crashed?); it is being restarted"
+        return "closed the connection (crashed?)"
 
     def _lost(self, client: Client, broken: anyio.Event) -> None:
         """``client``'s connection failed: stop handing it out at once and wake the supervisor.

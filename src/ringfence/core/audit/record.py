@@ -4,10 +4,11 @@ Every record has ``v`` (schema version), ``seq`` (position in the log), ``prev``
 hash of the previous record, "" for the first), ``type`` and ``ts`` (ns since the epoch).
 ``seq`` and ``prev`` are filled in by the log writer.  The types:
 
-``decision``  a policy decision: who (agent, roles, user, delegation), context (session,
-              trace_id, span_id, request, reason), what (kind, tool, args — after redaction —,
-              resources), the verdict (effect, enforced, rules, reasons, errors, obligations),
-              and the policy (name, version).
+``decision``  a policy decision: who (agent, roles, user, delegation, and the verified
+              credential: its id and the ids of the credentials it was delegated from),
+              context (session, trace_id, span_id, request, reason), what (kind, tool,
+              args — after redaction —, resources), the verdict (effect, enforced, rules,
+              reasons, errors, obligations), and the policy (name, version).
 ``outcome``   what happened when an allowed action ran: status ok/error, duration_ns,
               result_sha256, result_size, error.
 ``approval``  a human (or approver) answered a require_approval decision.
@@ -15,7 +16,11 @@ hash of the previous record, "" for the first), ``type`` and ``ts`` (ns since th
 docs/audit-format.md is the full reference.  Fields are always present (null when unknown),
 so two records of the same type always have the same keys.  ``resources`` are
 ``{"type": ..., "value": ...}`` objects; ``obligations`` is ``{"counts": [...], "labels": [...],
-"redact": [...], "sandbox": ...}``.
+"redact": [...], "sandbox": ...}``; ``credential`` is null or ``{"chain": [...], "id": ...}``.
+
+Fields added after version 1 was first written (``obligations.sandbox``, ``credential``) are
+additions, not a new version: records written before lack the key, and readers take a
+missing key as null.
 """
 
 from __future__ import annotations
@@ -31,10 +36,12 @@ __all__ = [
     "REDACTED",
     "SCHEMA_VERSION",
     "ApprovalRecord",
+    "CredentialRef",
     "DecisionRecord",
     "OutcomeRecord",
     "Record",
     "approval_record",
+    "credential_ref",
     "decision_record",
     "outcome_record",
 ]
@@ -83,6 +90,30 @@ class PolicyRef(msgspec.Struct, frozen=True, gc=False):
     version: str
 
 
+class CredentialRef(msgspec.Struct, frozen=True, gc=False):
+    """The verified credential a decision was made for: its ``id`` (``jti``) and the ids of
+    the credentials it was delegated from, root first (``chain``; empty for a root
+    credential), so ``chain[i]`` is the credential of ``delegation[i]``."""
+
+    chain: tuple[str, ...]
+    id: str
+
+
+def credential_ref(view: Any) -> CredentialRef | None:
+    """The :class:`CredentialRef` of an action's ``credential`` claims (the dict a Verifier
+    sets: ``jti`` and ``parents``, a tuple), or None when there is none or it has no id."""
+    if type(view) is not dict:
+        return None
+    jti = view.get("jti")
+    if type(jti) is not str:
+        return None
+    parents = view.get("parents", ())
+    if type(parents) is not tuple or (parents and not all(type(p) is str for p in parents)):
+        seq = parents if type(parents) in (list, tuple) else ()
+        parents = tuple(p for p in seq if type(p) is str)
+    return CredentialRef(parents, jti)
+
+
 class DecisionRecord(msgspec.Struct, gc=False):
     """A policy decision (see the module docstring).
 
@@ -94,6 +125,7 @@ class DecisionRecord(msgspec.Struct, gc=False):
 
     agent: str
     args: dict[str, Any]
+    credential: CredentialRef | None
     decision_id: str
     delegation: tuple[str, ...]
     effect: str
@@ -173,9 +205,11 @@ def decision_record(
         args, request, reason = redact(action, ob.redact)
     else:
         args, request, reason = action.args, action.request, action.reason
+    view = action.credential
     return DecisionRecord(
         action.agent,
         args,
+        None if view is None else credential_ref(view),
         decision.decision_id,
         action.delegation,
         decision.effect.value,

@@ -225,8 +225,8 @@ async def test_approval_given_lets_the_call_through(tmp_path: Path) -> None:
     ("name", "args", "rule", "fragment"),
     [
         ("up__nope", {}, "ringfence:unknown-tool", "Unknown tool: up__nope"),
-        ("up__echo", {"text": 5}, "ringfence:upstream-schema", "5 is not of type 'string'"),
-        ("up__echo", {}, "ringfence:upstream-schema", "'text' is a required property"),
+        ("up__echo", {"text": 5}, "ringfence:upstream-schema", '5 is not of type "string"'),
+        ("up__echo", {}, "ringfence:upstream-schema", '"text" is a required property'),
         ("up__echo", {"text": "x" * (2 << 20)}, "ringfence:input", "Invalid arguments"),
         ("up__echo", {"text": "a", "n": float("nan")}, "ringfence:input", "Invalid arguments"),
     ],

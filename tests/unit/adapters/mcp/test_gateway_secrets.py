@@ -434,7 +434,9 @@ def test_a_child_server_never_inherits_secret_variables(monkeypatch: pytest.Monk
     from ringfence.adapters.mcp.config import ServerConfig
 
     seen: list[Any] = []
-    monkeypatch.setattr(upstream_module, "stdio_client", lambda params, errlog: seen.append(params))
+    monkeypatch.setattr(
+        upstream_module, "pipe_client", lambda params, lane, **_: seen.append(params)
+    )
     monkeypatch.setenv("RINGFENCE_SECRET_STRIPE_KEY", STRIPE)
     monkeypatch.setenv("RINGFENCE_SECRETS_KEY", "a-key")
     monkeypatch.setenv("ORDINARY_VARIABLE", "kept")
@@ -523,8 +525,8 @@ def test_a_result_that_cannot_be_redacted_in_place_is_withheld() -> None:
     broker = SecretBroker(MemorySource({"x": "text"}), {})
     result = types.CallToolResult(content=[types.TextContent(type="text", text="hello")])
     dump = result.model_dump(mode="json", by_alias=True, exclude_none=True)
-    redacted, meta_only, found = redact_result(broker, result, dump)
+    redacted, meta, found = redact_result(broker, types.CallToolResult, dump)
     assert redacted is None and found
-    withheld = withheld_result(meta_only["_meta"])
+    withheld = withheld_result(meta)
     assert withheld.is_error and "withheld" in withheld.content[0].text  # type: ignore[union-attr]
     assert "text" not in str((withheld.meta or {}).get("io.ringfence/redacted"))

@@ -95,6 +95,7 @@ def test_decision_record() -> None:
         "roles": ["mailer"],
         "user": "alice",
         "delegation": ["root"],
+        "credential": None,
         "session": "sess",
         "trace_id": "tr",
         "span_id": "sp",

@@ -1,0 +1,223 @@
+"""``tools/call`` from a stdio client, answered by the gateway without the SDK server's dispatch.
+
+The SDK's low-level ``Server`` serves the gateway's client side: negotiation, listings,
+resources, prompts, pings, errors for anything malformed.  Its per-request machinery (task
+group, dispatcher context, request context, middleware chain) costs about 0.4 ms of CPU per
+call on the machines we measure on, more than everything Ringfence itself does.  The tool
+call is the one request an agent makes over and over, so :class:`DirectCalls` answers it
+itself, with the same code the SDK handler runs (:meth:`Gateway.call_tool_wire`) and the
+SDK's own rules for what goes on the wire:
+
+* it takes a request only when the connection is negotiated and the request is plain: a
+  2026-07-28 request whose envelope passes the SDK's own ladder
+  (``classify_inbound_request``), or a request on a connection whose ``initialize`` the SDK
+  answered and whose ``notifications/initialized`` arrived; params the SDK's
+  ``CallToolRequestParams`` accepts; no progress token.  Anything else — a malformed call, a
+  call before negotiation, a call asking for progress — goes to the SDK server, which
+  answers it as it always does;
+* the result is shaped by the SDK's per-version serializer
+  (``mcp_types.methods.serialize_server_result``) and, for 2026-07-28, gets ``resultType``
+  and the gateway's ``serverInfo`` stamp (``Server.server_info_stamp``), as the SDK's runner
+  does;
+* a ``notifications/cancelled`` for a call taken here cancels it (no response is sent, and
+  the upstream is told); any other goes to the SDK.
+
+A test drives the same calls through both paths and compares the frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from typing import Any
+
+import mcp_types as types
+import msgspec
+from mcp.server import Server
+from mcp.shared.inbound import InboundModernRoute, classify_inbound_request
+from mcp_types import methods
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+
+from ringfence.adapters.mcp.gateway import Connection, Gateway, GatewayError
+
+__all__ = ["DirectCalls"]
+
+log = logging.getLogger("ringfence.gateway")
+_encode = msgspec.json.Encoder().encode
+
+
+class DirectCalls:
+    """The stdio client's tool calls, taken off the SDK server's path (see the module doc)."""
+
+    def __init__(
+        self, gateway: Gateway, conn: Connection, server: Server[Any], *, enabled: bool = True
+    ) -> None:
+        self.gateway = gateway
+        self.enabled = enabled  # False: only follow the negotiation (see handshake)
+        self.conn = conn
+        self.server = server
+        self.taken = 0  # calls answered here (tests and the benchmark check it)
+        # The SDK hands out a fresh deep copy per access so that no response can alias it;
+        # this one is only ever encoded, never changed, so one copy serves every answer.
+        self._stamp = server.server_info_stamp
+        self._initialize_ids: set[types.RequestId] = set()
+        self._negotiated: str | None = None  # the handshake version the SDK answered with
+        self._initialized = False
+        self._calls: dict[types.RequestId, asyncio.Task[None]] = {}
+
+    # -- what the client sends ------------------------------------------------------------------
+
+    def take(self, message: types.JSONRPCMessage, out: asyncio.StreamWriter) -> bool:
+        """Whether ``message`` was taken here (else the SDK server gets it)."""
+        root = getattr(message, "root", message)
+        if isinstance(root, types.JSONRPCRequest):
+            if root.method == "tools/call":
+                return self.enabled and self._call(root, out)
+            if root.method == "initialize":
+                self._initialize_ids.add(root.id)
+            return False
+        if isinstance(root, types.JSONRPCNotification):
+            if root.method == "notifications/initialized":
+                self._initialized = True
+            elif root.method == "notifications/cancelled":
+                return self._cancel(root.params)
+        return False
+
+    def _call(self, request: types.JSONRPCRequest, out: asyncio.StreamWriter) -> bool:
+        params = request.params
+        if not isinstance(params, dict):
+            return False
+        meta = params.get("_meta")
+        if meta is not None and (not isinstance(meta, dict) or "progressToken" in meta):
+            return False
+        version = self._version(request.method, params, meta)
+        if version is None or request.id in self._calls:
+            return False
+        try:
+            call = types.CallToolRequestParams.model_validate(params, by_name=False)
+        except ValueError:
+            return False  # the SDK server answers with its own error
+        task = asyncio.get_running_loop().create_task(
+            self._answer(request.id, version, call.name, call.arguments, out)
+        )
+        self._calls[request.id] = task
+        task.add_done_callback(functools.partial(self._done, request.id))
+        self.taken += 1
+        return True
+
+    def _done(self, request_id: types.RequestId, _: object) -> None:
+        self._calls.pop(request_id, None)
+
+    def _version(self, method: str, params: dict[str, Any], meta: Any) -> str | None:
+        """The protocol version to answer in, or None to leave the request to the SDK."""
+        if isinstance(meta, dict) and types.PROTOCOL_VERSION_META_KEY in meta:
+            if self._negotiated is not None:
+                return None  # an envelope on a handshake connection: the SDK decides
+            route = classify_inbound_request(
+                {"method": method, "params": params},
+                supported_modern_versions=MODERN_PROTOCOL_VERSIONS,
+            )
+            return route.protocol_version if isinstance(route, InboundModernRoute) else None
+        if self._negotiated is not None and self._initialized:
+            return self._negotiated
+        return None
+
+    def _cancel(self, params: Any) -> bool:
+        request_id = params.get("requestId") if isinstance(params, dict) else None
+        if not isinstance(request_id, str | int) or isinstance(request_id, bool):
+            return False
+        task = self._calls.get(request_id)
+        if task is None:
+            return False
+        task.cancel()
+        return True
+
+    @property
+    def handshake(self) -> str | None:
+        """The version the client and the SDK server agreed on in ``initialize`` (once the
+        client confirmed with ``notifications/initialized``); None for 2026-07-28 clients,
+        whose every request carries its own version, and before negotiation."""
+        return self._negotiated if self._initialized else None
+
+    # -- what the SDK server sends ---------------------------------------------------------------
+
+    def sent(self, message: types.JSONRPCMessage) -> None:
+        """Learn the negotiated version from the SDK's answer to ``initialize``."""
+        if not self._initialize_ids:
+            return
+        root = getattr(message, "root", message)
+        if isinstance(root, types.JSONRPCResponse | types.JSONRPCError):
+            if root.id not in self._initialize_ids:
+                return
+            self._initialize_ids.discard(root.id)
+            if isinstance(root, types.JSONRPCResponse):
+                version = root.result.get("protocolVersion")
+                if version in HANDSHAKE_PROTOCOL_VERSIONS:
+                    self._negotiated = version
+
+    # -- answering ---------------------------------------------------------------------------
+
+    async def _answer(
+        self,
+        request_id: types.RequestId,
+        version: str,
+        name: str,
+        arguments: dict[str, Any] | None,
+        out: asyncio.StreamWriter,
+    ) -> None:
+        frame: dict[str, Any]
+        sent = False
+
+        def deliver(result: dict[str, Any]) -> None:
+            # Written before the outcome is recorded (see Gateway.call_tool_wire): the write
+            # only queues bytes, so the record is done before the next message is read.
+            nonlocal sent
+            shaped = self._shaped(version, result)
+            frame = {"jsonrpc": "2.0", "id": request_id, "result": shaped}
+            out.write(_encode(frame) + b"\n")  # one write per frame: never interleaved
+            sent = True
+
+        try:
+            result = await self.gateway.call_tool_wire(self.conn, name, arguments, deliver=deliver)
+            if sent:
+                await out.drain()
+                return
+            frame = {"jsonrpc": "2.0", "id": request_id, "result": self._shaped(version, result)}
+        except asyncio.CancelledError:
+            return  # a cancelled request gets no response
+        except GatewayError as exc:
+            error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+            if exc.data is not None:
+                error["data"] = exc.data
+            frame = {"jsonrpc": "2.0", "id": request_id, "error": error}
+        except ValidationError:
+            log.exception("tools/call %r: the result does not fit protocol %s", name, version)
+            error = {"code": types.INTERNAL_ERROR, "message": "Handler returned an invalid result"}
+            frame = {"jsonrpc": "2.0", "id": request_id, "error": error}
+        except Exception:  # as the SDK: internals never reach the wire
+            log.exception("tools/call %r failed", name)
+            error = {"code": types.INTERNAL_ERROR, "message": "Internal server error"}
+            frame = {"jsonrpc": "2.0", "id": request_id, "error": error}
+        out.write(_encode(frame) + b"\n")
+        await out.drain()
+
+    def _shaped(self, version: str, result: dict[str, Any]) -> dict[str, Any]:
+        """``result`` as the SDK's runner puts a tools/call result on the wire."""
+        shaped: dict[str, Any] = methods.serialize_server_result("tools/call", version, result)
+        if version in MODERN_PROTOCOL_VERSIONS:
+            shaped.setdefault("resultType", "complete")
+            meta = shaped.get("_meta")
+            if meta is None:
+                shaped["_meta"] = {types.SERVER_INFO_META_KEY: self._stamp}
+            elif isinstance(meta, dict) and meta.get(types.SERVER_INFO_META_KEY) is None:
+                shaped["_meta"] = {**meta, types.SERVER_INFO_META_KEY: self._stamp}
+        return shaped
+
+    async def drain(self) -> None:
+        """Cancel the calls still running (the client went away)."""
+        for task in list(self._calls.values()):
+            task.cancel()
+        if self._calls:
+            await asyncio.gather(*self._calls.values(), return_exceptions=True)
