@@ -5,22 +5,30 @@ an agent process waits on: approving here resumes the waiting call (or lets the 
 through).  The approver is ``--as NAME`` or the operating-system user.  Everything shown comes
 from the agent's side and may be hostile: control and bidirectional-override characters are
 escaped and rich markup is not interpreted, so what a reviewer reads is what would run.
+
+Every answer given here (approve, deny, cancel, approve-plan) is an audit record
+(``approval_answer``): when no other process holds the data folder's audit log, the command
+opens it and writes every answer not yet recorded; when an agent process holds it, that
+process records the answer within its poll interval (the note on stderr says so).  Either
+way the answer stays queued in the approval store until a log holds it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ringfence.errors import InputError
+from ringfence.errors import AuditError, InputError, RingfenceError
 
 DATA_HELP = "Ringfence data folder (holds approvals.sqlite and keys/)."
 STATUSES = ("pending", "approved", "denied", "expired", "cancelled", "used", "revoked", "all")
@@ -46,6 +54,51 @@ def _queue(data: str) -> Any:
     from ringfence.runtime.approvals import open_approval_queue
 
     return open_approval_queue(data)
+
+
+@contextlib.contextmanager
+def _answering(data: str) -> Iterator[Any]:
+    """The queue to answer with; once the answer is given, it is recorded (:func:`_record`)."""
+    queue = _queue(data)
+    try:
+        yield queue
+        _record(data, queue)
+    finally:
+        queue.store.close()
+
+
+def _record(data: str, queue: Any) -> None:
+    """Write every answer not yet in the data folder's audit log to it, unless another process
+    holds the log (that process records them); never fails the answer already given."""
+    from ringfence.runtime.embedded import open_audit_log
+
+    later = "it stays queued and the next process to open the audit log records it"
+    try:
+        audit = open_audit_log(data)
+    except AuditError as exc:
+        if exc.code != "audit.locked":
+            click.echo(
+                f"warning: answer not in the audit log yet ({exc.message}); {later}", err=True
+            )
+            return
+        click.echo(
+            "note: the audit log is open in another process: a running agent records this "
+            "answer within its poll interval (else the next process to open the log does)",
+            err=True,
+        )
+        return
+    except (RingfenceError, OSError) as exc:  # a key or folder that cannot be used
+        click.echo(f"warning: answer not in the audit log yet ({exc}); {later}", err=True)
+        return
+    try:
+        queue.record_answers(audit)
+    except AuditError as exc:
+        click.echo(f"warning: answer not in the audit log yet ({exc.message}); {later}", err=True)
+    finally:
+        try:
+            audit.close()
+        except AuditError as exc:
+            click.echo(f"warning: closing the audit log failed: {exc.message}", err=True)
 
 
 def _store(data: str) -> Any:
@@ -247,11 +300,8 @@ def approve(
     """Approve a pending request: its exact call may run once, before the receipt expires."""
     import msgspec
 
-    queue = _queue(data)
-    try:
+    with _answering(data) as queue:
         receipt = queue.approve(request_id, _who(who), note=note, ttl_s=ttl)
-    finally:
-        queue.store.close()
     if as_json:
         click.echo(json.dumps(msgspec.to_builtins(receipt), indent=2))
         return
@@ -270,11 +320,8 @@ def approve(
 @_as_option
 def deny(data: str, request_id: str, note: str, who: str | None) -> None:
     """Deny a pending request: the waiting call is refused."""
-    queue = _queue(data)
-    try:
+    with _answering(data) as queue:
         req = queue.deny(request_id, _who(who), note=note)
-    finally:
-        queue.store.close()
     click.echo(f"denied {req.id} as {_clean(req.decided_by or '')}")
 
 
@@ -303,11 +350,8 @@ def cancel(
     scope = Scope(agent=agent, tool=tool, session=session, user=user, everything=everything)
     if not everything and all(v is None for v in (agent, tool, session, user)):
         raise click.UsageError("name a scope (--agent, --tool, --session, --user) or --all")
-    queue = _queue(data)
-    try:
+    with _answering(data) as queue:
         done = queue.cancel(scope, by=_who(who), note=note)
-    finally:
-        queue.store.close()
     click.echo(
         f"cancelled or revoked {len(done)} requests" + (f": {', '.join(done)}" if done else "")
     )
@@ -359,8 +403,7 @@ def approve_plan(
         raise InputError('plan must be a list of {"tool": ..., "args": {...}}', code="input.plan")
     calls = [(c.get("kind", "tool_call"), c["tool"], c.get("args", {})) for c in plan]
     version = load_policy(list(policies)).version
-    queue = _queue(data)
-    try:
+    with _answering(data) as queue:
         receipt = queue.approve_plan(
             calls,
             agent=agent,
@@ -371,8 +414,6 @@ def approve_plan(
             note=note,
             ttl_s=ttl,
         )
-    finally:
-        queue.store.close()
     click.echo(
         f"approved a plan of {len(calls)} calls for {_clean(agent)} in session "
         f"{_clean(session or '-')}: request {receipt.request}, receipt {receipt.id}, "

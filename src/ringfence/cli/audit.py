@@ -212,6 +212,26 @@ def _key_arg(record: dict[str, Any]) -> str:
     return f"{key}={text[:40]}"
 
 
+def _answer_row(r: dict[str, Any]) -> list[str]:
+    """A table row for an ``approval_answer`` record: which request, how, by whom, why."""
+    detail = f"by {r.get('by') or '?'}"
+    if r.get("receipt_id"):
+        detail += f", receipt {r['receipt_id']}"
+    if r.get("note"):
+        detail += f": {r['note']}"
+    if r.get("problem"):
+        detail += f" [{r['problem']}]"
+    return [
+        str(r["seq"]),
+        "answer",
+        r.get("agent") or "",
+        r.get("tool") or "",
+        r["request"],
+        r.get("status") or "",
+        detail,
+    ]
+
+
 @audit.command()
 @click.option("-n", "count", default=20, show_default=True, help="How many records.")
 @click.option("--data", default=".ringfence", show_default=True, help=DATA_HELP)
@@ -243,6 +263,21 @@ def tail(count: int, data: str) -> None:
                 r["status"],
                 f"{r['duration_ns'] / 1e6:.2f} ms",
             )
+        elif r["type"] == "approval_answer":  # an approval request answered (core/audit/answer.py)
+            table.add_row(*_answer_row(r))
+        elif r["type"] == "receipt":  # a receipt redeemed or refused (core/approvals.py)
+            receipt = r.get("receipt") or {}
+            detail = f"receipt {receipt.get('id', '?')} by {receipt.get('approver', '?')}"
+            problem = f" ({r['problem']})" if r.get("problem") else ""
+            table.add_row(
+                str(r["seq"]),
+                "receipt",
+                r.get("agent") or "",
+                r.get("tool") or "",
+                "",
+                f"{r.get('event', '')}{problem}",
+                detail,
+            )
         elif r["type"] == "control":  # a kill switch turned on or off (core/audit/control.py)
             scope = "everything" if r["scope"] == "all" else f"{r['scope']}={r['value']}"
             seen = " (seen)" if r["observed"] else ""
@@ -259,16 +294,21 @@ def tail(count: int, data: str) -> None:
                 "approved" if r.get("approved") else "not approved",
                 r.get("approver", ""),
             )
-    Console().print(table)
+    Console(markup=False, highlight=False).print(table)  # record text is never markup
 
 
 @audit.command()
 @click.argument("key")
 @click.option("--data", default=".ringfence", show_default=True, help=DATA_HELP)
 def show(key: str, data: str) -> None:
-    """Show record KEY (a seq number) or every record of decision id KEY, as JSON."""
+    """Show record KEY (a seq number), every record of decision id KEY, or every answer to
+    approval request KEY, as JSON."""
     rows = _rows(data)
-    found = [r for r in rows if str(r["seq"]) == key or r.get("decision_id") == key]
+    found = [
+        r
+        for r in rows
+        if str(r["seq"]) == key or r.get("decision_id") == key or r.get("request") == key
+    ]
     if not found:
         raise InputError(f"no record {key!r}", code="input.not_found")
     for r in found:

@@ -9,16 +9,25 @@ the store atomically.  The Guard asks through :class:`ringfence.runtime.approver
 
 A queue without the signing key (``open_approval_queue(..., signing=False)``, for the agent
 process) can ask, wait, deny and redeem, but not approve.
+
+Every answer is also an audit record.  The store keeps each answer in an outbox in the same
+transaction that makes it (:class:`AnswerOutbox`); whoever holds the audit log calls
+:meth:`ApprovalQueue.record_answers`, which appends an ``approval_answer`` record
+(:mod:`ringfence.core.audit.answer`) and only then marks the answer audited: a crash between
+the two records it twice (recognisably: same request, status and answer time), never zero
+times.  The holders are a Guard's :class:`~ringfence.runtime.approver.QueueApprover` and
+``ringfence approvals`` when no other process holds the log.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from nacl.signing import SigningKey, VerifyKey
 
@@ -40,13 +49,21 @@ from ringfence.core.approvals import (
     plan_request,
     sign_receipt,
 )
+from ringfence.core.audit.answer import Answer, answer_record
 from ringfence.core.audit.checkpoint import key_id
 from ringfence.core.decision import Decision
 from ringfence.core.redact import Redactor
 from ringfence.errors import ApprovalError, ConfigError
 from ringfence.runtime.ports import ApprovalStore, Clock
 
-__all__ = ["SYSTEM", "ApprovalQueue", "Redemption", "open_approval_queue"]
+__all__ = [
+    "SYSTEM",
+    "AnswerOutbox",
+    "ApprovalQueue",
+    "AuditSink",
+    "Redemption",
+    "open_approval_queue",
+]
 
 log = logging.getLogger("ringfence.approvals")
 SYSTEM = "ringfence"  # the approver named when Ringfence itself answers (cap, timeout, …)
@@ -55,6 +72,32 @@ SYSTEM = "ringfence"  # the approver named when Ringfence itself answers (cap, t
 Requests = list[PendingRequest]
 Ids = list[str]
 Calls = list[tuple[str, str, dict[str, Any]]]  # a plan: [(kind, tool, args), ...]
+
+
+@runtime_checkable
+class AnswerOutbox(Protocol):
+    """What an ``ApprovalStore`` adds so that every answer reaches the audit log: each answer
+    is queued in the transaction that makes it (both stores here implement it)."""
+
+    def unaudited(self, limit: int = 100) -> list[tuple[int, Answer]]:
+        """Queued answers not yet audited, oldest first, as ``(entry id, answer)``."""
+        ...
+
+    def mark_audited(self, entries: Collection[int]) -> None:
+        """Mark entries as written to the audit log."""
+        ...
+
+    def expire_overdue(self, now_ns: int, *, by: str, note: str) -> list[str]:
+        """Mark pending requests past their deadline expired, queueing each answer."""
+        ...
+
+
+class AuditSink(Protocol):
+    """Where answers are recorded: an :class:`~ringfence.runtime.audit.AuditLog`."""
+
+    def append(self, record: Any) -> int:
+        """Append ``record`` durably (AuditError otherwise); its sequence number."""
+        ...
 
 
 class Redemption(NamedTuple):
@@ -110,6 +153,7 @@ class ApprovalQueue:
         self._ids = ids or (lambda prefix: f"{prefix}-{secrets.token_hex(6)}")
         self._nonces = nonces or (lambda: secrets.token_hex(16))
         self.redactor = redactor
+        self._recording = threading.Lock()  # one drain at a time: no answer appended twice
 
     def _redactor(self) -> Redactor | None:
         red = self.redactor
@@ -177,17 +221,27 @@ class ApprovalQueue:
         )
         return self.store.submit(request, self.limits if limits else None, now)
 
-    def wait(self, request_id: str, timeout_s: float) -> PendingRequest:
+    def wait(
+        self,
+        request_id: str,
+        timeout_s: float,
+        *,
+        on_change: Callable[[], object] | None = None,
+    ) -> PendingRequest:
         """The request once answered, or as it stands after ``timeout_s`` (still pending, or
-        past its deadline).  Waiting costs a cheap check every few tens of milliseconds."""
+        past its deadline).  Waiting costs a cheap check every few tens of milliseconds;
+        ``on_change`` is called whenever the store changed meanwhile (to record answers)."""
         end = time.monotonic() + timeout_s
+        version = self.store.version()
         while True:
-            version = self.store.version()
             req = self.show(request_id)
             remaining = end - time.monotonic()
             if req.status_at(self.clock()) is not Status.PENDING or remaining <= 0:
                 return req
-            self.store.wait(version, remaining)
+            changed = self.store.wait(version, remaining)
+            if changed != version and on_change is not None:
+                on_change()
+            version = changed
 
     # -- answering -----------------------------------------------------------------------------
 
@@ -307,6 +361,34 @@ class ApprovalQueue:
             request_id, Status.EXPIRED, by=SYSTEM, note="no answer in time", now_ns=self.clock()
         )
         return None if isinstance(answered, Problem) else answered
+
+    def expire_overdue(self) -> Ids:
+        """Mark every pending request past its deadline expired; their ids."""
+        outbox = self.store if isinstance(self.store, AnswerOutbox) else None
+        if outbox is None:
+            return []
+        return outbox.expire_overdue(self.clock(), by=SYSTEM, note="no answer in time")
+
+    def record_answers(self, audit: AuditSink, *, batch: int = 100) -> int:
+        """Write every answer not yet audited to ``audit`` as an ``approval_answer`` record,
+        oldest first, each marked audited only once the log holds it; how many were written.
+        Requests past their deadline are marked expired first.  AuditError propagates: what
+        was not written stays queued for the next call (here or in the next process)."""
+        outbox = self.store if isinstance(self.store, AnswerOutbox) else None
+        if outbox is None:
+            return 0
+        written = 0
+        with self._recording:
+            self.expire_overdue()
+            while entries := outbox.unaudited(batch):
+                for entry, answer in entries:
+                    # The log first, then the mark: a crash between them repeats the record.
+                    audit.append(answer_record(answer, time_ns=self.clock()))
+                    outbox.mark_audited((entry,))
+                    written += 1
+                if len(entries) < batch:
+                    break
+        return written
 
     def latest_for(self, action: Action) -> PendingRequest | None:
         """The newest request for exactly this call (agent, user, session, tool, arguments):

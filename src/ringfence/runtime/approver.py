@@ -19,11 +19,20 @@ Every redemption (and every refused one) is written to the Guard's audit log as 
 record carrying the whole signed receipt, before the approver returns; if that write fails the
 call is denied (the receipt is spent: fail closed).  The Guard itself writes the ``approval``
 record for the answer (approver, note with the receipt id) — this module does not.
+
+The approver also records every answer given to the queue — by a reviewer in another
+process, a kill switch, a timeout — as an ``approval_answer`` record
+(:meth:`ApprovalQueue.record_answers`): when it is bound to a log and a call waits (each time
+the store changes), before a receipt is redeemed or refused, and, once :meth:`QueueApprover.watch`
+started it (``open_guard`` does), from a background thread within a poll interval of the answer
+and once more on :meth:`QueueApprover.close`.  Failing to record an answer never changes a
+decision: the answer stays queued, and this process or the next one to open the log records it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -85,11 +94,71 @@ class QueueApprover:
         self.wait_s = queue.limits.request_timeout_s if wait_s is None else wait_s
         self.audit = audit
         self.resources = resources
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._watch_lock = threading.Lock()
 
     def bind_audit(self, audit: Any) -> None:
-        """Write ``receipt`` records to ``audit`` (an AuditLog) from now on; a Guard given
-        this approver may call it with its own log."""
+        """Write ``receipt`` and ``approval_answer`` records to ``audit`` (an AuditLog) from
+        now on; a Guard given this approver calls it with its own log."""
         self.audit = audit
+
+    # -- recording answers ---------------------------------------------------------------------
+
+    def record_answers(self) -> int:
+        """Record the answers not yet in the bound audit log now; how many.  Never raises: an
+        answer that could not be written stays queued (and the failure is logged)."""
+        audit = self.audit
+        if audit is None:
+            return 0
+        try:
+            return self.queue.record_answers(audit)
+        except AuditError as exc:
+            log.warning("approval answers not recorded yet (they stay queued): %s", exc.message)
+        except Exception:
+            log.exception("approval answers not recorded yet (they stay queued)")
+        return 0
+
+    def watch(self, tick_s: float = 0.25) -> None:
+        """Record answers now, then from a background thread whenever the approval store
+        changes (and every ``tick_s``, for requests running past their deadline), until
+        :meth:`close`.  An answer given in another process reaches the log within the store's
+        poll interval.  Calling it again does nothing."""
+        with self._watch_lock:
+            if self._watcher is not None:
+                return
+            self.record_answers()
+            self._watcher = threading.Thread(
+                target=self._watch, args=(tick_s,), name="ringfence-approval-answers", daemon=True
+            )
+            self._watcher.start()
+
+    def _watch(self, tick_s: float) -> None:
+        store, queue = self.queue.store, self.queue
+        try:
+            version = store.version()
+            while not self._stop.is_set():
+                version = store.wait(version, tick_s)
+                if self._stop.is_set() or self.audit is None:
+                    continue
+                try:
+                    queue.record_answers(self.audit)
+                except AuditError as exc:
+                    # A log that fails (or was closed) keeps failing: stop; answers stay queued.
+                    log.warning("approval answers: stopped recording (they stay queued): %s", exc)
+                    return
+                except Exception:
+                    log.exception("approval answers not recorded yet (they stay queued)")
+        except Exception:
+            log.exception("approval answers: watching the store failed; stopped")
+
+    def close(self) -> None:
+        """Stop the watcher and record what is left (before the audit log closes)."""
+        self._stop.set()
+        watcher = self._watcher
+        if watcher is not None:
+            watcher.join(timeout=5)
+        self.record_answers()
 
     def __call__(self, action: Action, decision: Decision) -> ApprovalAnswer:
         return self.resolve(action, decision).answer
@@ -129,7 +198,7 @@ class QueueApprover:
                 "it is approved"
             )
             return Outcome(ApprovalAnswer(False, SYSTEM, note), req.id, pending=True)
-        final = queue.wait(req.id, self.wait_s)
+        final = queue.wait(req.id, self.wait_s, on_change=self.record_answers)
         status = final.status_at(queue.clock())
         if status is Status.APPROVED and final.receipt is not None:
             used = self._use(final.receipt, action, decision, hashed)
@@ -137,12 +206,14 @@ class QueueApprover:
                 return used
             return Outcome(ApprovalAnswer(False, SYSTEM, f"approval unusable: {used.message}"))
         if status in (Status.DENIED, Status.CANCELLED, Status.REVOKED):
+            self.record_answers()  # the answer is in the log before the deny
             return self._denied(final, again=False)
         if status is Status.USED:
             note = f"the approval of request {final.id} was used by an identical call"
             return Outcome(ApprovalAnswer(False, SYSTEM, note), final.id)
         if status is Status.EXPIRED:
             queue.expire(final.id)
+        self.record_answers()  # the timeout (or the answer) is in the log before the deny
         note = f"no answer within {self.wait_s:g} s (request {final.id}): a timeout is a deny"
         return Outcome(ApprovalAnswer(False, SYSTEM, note), final.id)
 
@@ -220,6 +291,7 @@ class QueueApprover:
     ) -> None:
         if self.audit is None:
             return
+        self.record_answers()  # the answer comes before its redemption in the log
         record = receipt_record(
             event,
             receipt,

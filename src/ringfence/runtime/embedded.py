@@ -62,7 +62,11 @@ def open_guard(
     queue in ``data_dir/approvals.sqlite`` that ``ringfence approvals`` answers; the call
     waits ``approval_wait_s`` seconds (default: the queue's request timeout; 0: answer
     "pending" at once, and let the same call, retried once approved, redeem the receipt).
-    A kill cancels the pending approvals in its scope.
+    A kill cancels the pending approvals in its scope.  With a QueueApprover (made here, or
+    passed as ``approver``) every answer to the queue — given here, by ``ringfence approvals``
+    in another process, by a kill or a timeout — is written to this Guard's audit log as an
+    ``approval_answer`` record: those still unrecorded at once, later ones as they come
+    (:meth:`QueueApprover.watch`), the rest when the Guard closes.
     """
     compiled = policy if isinstance(policy, Policy) else load_policy(policy)
     audit = open_audit_log(data_dir, durability=durability)
@@ -110,21 +114,29 @@ def open_guard(
         **guard_options,
     )
     if queue is not None:
-        _cancel_on_kill(guard, queue)
+        _cancel_on_kill(guard, queue, approver)
         close = getattr(queue.store, "close", None)
         if close is not None:
             guard.closing(close)
+    if approver is not None:
+        from ringfence.runtime.approver import QueueApprover
+
+        if isinstance(approver, QueueApprover):  # record every answer (runtime/approver.py)
+            approver.watch()
+            guard.closing(approver.close)  # closers run last-first: before the store closes
     return guard
 
 
-def _cancel_on_kill(guard: Guard, queue: Any) -> None:
-    """A kill cancels the pending (and approved, unused) requests in its scope."""
+def _cancel_on_kill(guard: Guard, queue: Any, approver: Any) -> None:
+    """A kill cancels the pending (and approved, unused) requests in its scope, and the
+    cancellations are recorded at once."""
     if guard.controls is None:
         return
     from ringfence.core.approvals import Scope
 
     def cancel(kill: Any) -> None:
         scope = Scope.of(kill.scope.kind, kill.scope.value)
-        queue.cancel(scope, by=kill.by, note=f"kill {kill.id}: {kill.reason}")
+        if queue.cancel(scope, by=kill.by, note=f"kill {kill.id}: {kill.reason}"):
+            approver.record_answers()
 
     guard.controls.on_kill(cancel)

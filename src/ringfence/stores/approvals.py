@@ -11,6 +11,12 @@ The request as submitted is kept as JSON (``data``); what changes afterwards —
 deadline, who answered and when, the receipt — lives in columns.  Redeemed steps are rows of
 ``redeemed`` keyed by (receipt, step): a second redemption is a primary-key conflict.
 
+Every answer (approve, deny, cancel, revoke, expire) also adds a row to ``answers``, the
+audit outbox, in the same transaction: ``audited`` is 0 until the holder of the audit log has
+written it there (:meth:`SQLiteApprovalStore.unaudited`, :meth:`~SQLiteApprovalStore.mark_audited`).
+A file made before the outbox existed (``user_version`` 0) is migrated when opened: the table
+is added and every answer its requests imply is queued, so it reaches the audit log too.
+
 Receipts are signed with ``keys/approvals-signing.key`` (:func:`load_or_create_approval_key`,
 mode 0600): whoever can read that file can approve, so on a shared machine it is readable
 by the reviewers' group only, never by the agent's user (see docs/approvals.md).
@@ -23,7 +29,7 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TypeVar
 
@@ -42,6 +48,7 @@ from ringfence.core.approvals import (
     Submission,
     cap_problem,
 )
+from ringfence.core.audit.answer import Answer, answer_of, stored_answers, unreadable_answer
 from ringfence.errors import ConfigError
 from ringfence.stores.approvals_memory import not_pending, redeem_problem
 from ringfence.stores.wal import use_wal
@@ -87,7 +94,18 @@ CREATE TABLE IF NOT EXISTS redeemed (
     ts INTEGER NOT NULL,
     PRIMARY KEY (receipt, step)
 );
+CREATE TABLE IF NOT EXISTS answers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    request TEXT NOT NULL,
+    status TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    audited INTEGER NOT NULL DEFAULT 0,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS answers_unaudited ON answers(id) WHERE audited = 0;
 """
+SCHEMA_VERSION = 1  # PRAGMA user_version: 1 = answers are kept in the audit outbox
+_SET_VERSION = "PRAGMA user_version = 1"
 # Every query written out whole (no SQL is built at run time).
 _BY_ID = (
     "SELECT status, count, deadline, decided_by, decided, note, receipt, data FROM requests "
@@ -126,7 +144,21 @@ _LIST_STATUS = (
     "SELECT status, count, deadline, decided_by, decided, note, receipt, data FROM requests "
     "WHERE status = ? ORDER BY created DESC, rowid DESC LIMIT ?"
 )
+_OVERDUE = (
+    "SELECT status, count, deadline, decided_by, decided, note, receipt, data FROM requests "
+    "WHERE status = 'pending' AND deadline <= ? ORDER BY created LIMIT 100"
+)
+_ANSWERED = (
+    "SELECT status, count, deadline, decided_by, decided, note, receipt, data, id, created "
+    "FROM requests WHERE status != 'pending' ORDER BY created, rowid"
+)
+_UNAUDITED = (
+    "SELECT id, request, status, at, data FROM answers WHERE audited = 0 ORDER BY id LIMIT ?"
+)
+_ENQUEUE = "INSERT INTO answers(request, status, at, data) VALUES (?, ?, ?, ?)"
+_UNREADABLE = (msgspec.DecodeError, ValueError, TypeError)
 _request_decoder = msgspec.json.Decoder(PendingRequest)
+_answer_decoder = msgspec.json.Decoder(Answer)
 _receipt_decoder = msgspec.json.Decoder(Receipt)
 _encode = msgspec.json.encode
 _replace = msgspec.structs.replace
@@ -147,6 +179,31 @@ def _row(row: tuple[object, ...]) -> PendingRequest:
     )
 
 
+def _enqueue(db: sqlite3.Connection, answer: Answer) -> None:
+    """Queue ``answer`` for the audit log (inside the transaction that made it)."""
+    db.execute(_ENQUEUE, (answer.request, answer.status, answer.at, _encode(answer)))
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a file to SCHEMA_VERSION: queue the answers of a store made before the outbox.
+    A request row that cannot be read is queued with what its columns say."""
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version >= SCHEMA_VERSION:
+        return
+    for found in db.execute(_ANSWERED).fetchall():
+        status, decided_by, decided, rid, created = found[0], found[3], found[4], found[8], found[9]
+        try:
+            answers = stored_answers(_row(found[:8]))
+        except _UNREADABLE as exc:
+            at = next((t for t in (decided, created) if isinstance(t, int)), 0)
+            why = f"request row unreadable: {type(exc).__name__}"
+            odd = unreadable_answer(str(rid), str(status), at, why)
+            answers = [_replace(odd, by=str(decided_by or ""))]
+        for answer in answers:
+            _enqueue(db, answer)
+    db.execute(_SET_VERSION)
+
+
 class SQLiteApprovalStore:
     """The ``ApprovalStore`` port over one SQLite file, shared by processes."""
 
@@ -165,6 +222,9 @@ class SQLiteApprovalStore:
             use_wal(self._db)
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            (version,) = self._db.execute("PRAGMA user_version").fetchone()
+            if version < SCHEMA_VERSION:
+                self._write(_migrate)  # checks again inside: another process may have done it
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open approval store {self.path}: {exc}") from exc
 
@@ -304,6 +364,7 @@ class SQLiteApprovalStore:
                     request_id,
                 ),
             )
+            _enqueue(db, answer_of(row, status, by=by, note=note, at=now_ns, receipt=receipt))
             return _replace(
                 row, status=status, decided_by=by, decided_ns=now_ns, note=note, receipt=receipt
             )
@@ -361,10 +422,60 @@ class SQLiteApprovalStore:
                     "WHERE id = ?",
                     (new.value, by, now_ns, note, row.id),
                 )
+                _enqueue(db, answer_of(row, new, by=by, note=note, at=now_ns, receipt=row.receipt))
                 done.append(row.id)
             return done
 
         return self._write(change)
+
+    # -- the audit outbox ------------------------------------------------------------------------
+
+    def expire_overdue(self, now_ns: int, *, by: str, note: str) -> list[str]:
+        """Mark pending requests past their deadline expired (queueing the answer); their ids.
+        Reads first: nothing is written (no lock taken) when nothing is overdue."""
+        if not self._read(_OVERDUE, (now_ns,)):
+            return []
+
+        def change(db: sqlite3.Connection) -> list[str]:
+            done = []
+            for row in map(_row, db.execute(_OVERDUE, (now_ns,)).fetchall()):
+                db.execute(
+                    "UPDATE requests SET status = 'expired', decided_by = ?, decided = ?, "
+                    "note = ? WHERE id = ? AND status = 'pending'",
+                    (by, now_ns, note, row.id),
+                )
+                _enqueue(db, answer_of(row, Status.EXPIRED, by=by, note=note, at=now_ns))
+                done.append(row.id)
+            return done
+
+        return self._write(change)
+
+    def unaudited(self, limit: int = 100) -> list[tuple[int, Answer]]:
+        """Answers not yet in the audit log, oldest first, with their outbox ids.  An entry
+        that cannot be read comes back with what its columns say and a ``problem``."""
+        out = []
+        for entry, request, status, at, data in self._read(_UNAUDITED, (limit,)):
+            assert isinstance(entry, int)  # INTEGER PRIMARY KEY
+            try:
+                if not isinstance(data, bytes):
+                    raise TypeError("not a blob")
+                answer = _answer_decoder.decode(data)
+            except _UNREADABLE as exc:
+                why = f"outbox entry unreadable: {type(exc).__name__}"
+                when = at if isinstance(at, int) else 0
+                answer = unreadable_answer(str(request), str(status), when, why)
+            out.append((entry, answer))
+        return out
+
+    def mark_audited(self, entries: Collection[int]) -> None:
+        """Mark outbox entries as written to the audit log."""
+        if not entries:
+            return
+
+        def change(db: sqlite3.Connection) -> None:
+            db.executemany("UPDATE answers SET audited = 1 WHERE id = ?", [(e,) for e in entries])
+
+        self._write(change)
 
     def version(self) -> int:
         """Changes when this store object writes, or another connection commits."""

@@ -2,12 +2,14 @@
 
 Same semantics as the SQLite store (one test suite runs against both): every change happens
 under one lock, and a waiter is woken by a condition variable the moment anything changes.
+Answers are queued for the audit log (the outbox) under the same lock that makes them.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Collection
 
 import msgspec
 
@@ -23,6 +25,7 @@ from ringfence.core.approvals import (
     Submission,
     cap_problem,
 )
+from ringfence.core.audit.answer import Answer, answer_of
 
 __all__ = ["MemoryApprovalStore"]
 
@@ -57,8 +60,14 @@ class MemoryApprovalStore:
         self._rows: dict[str, PendingRequest] = {}  # in creation order
         self._groups: dict[str, str] = {}  # group -> newest request id
         self._redeemed: set[tuple[str, int]] = set()
+        self._answers: list[Answer] = []  # the outbox: every answer, entry id = index + 1
+        self._unaudited: dict[int, None] = {}  # entry ids not yet in the audit log, in order
         self._cond = threading.Condition()
         self._version = 0
+
+    def _enqueue(self, answer: Answer) -> None:
+        self._answers.append(answer)
+        self._unaudited[len(self._answers)] = None
 
     def _changed(self) -> None:
         self._version += 1
@@ -138,6 +147,7 @@ class MemoryApprovalStore:
                 effective is Status.EXPIRED and status is not Status.EXPIRED
             ):
                 return not_pending(row, now_ns)
+            self._enqueue(answer_of(row, status, by=by, note=note, at=now_ns, receipt=receipt))
             row = _replace(
                 row, status=status, decided_by=by, decided_ns=now_ns, note=note, receipt=receipt
             )
@@ -192,10 +202,42 @@ class MemoryApprovalStore:
                 self._rows[row.id] = _replace(
                     row, status=new, decided_by=by, decided_ns=now_ns, note=note
                 )
+                self._enqueue(answer_of(row, new, by=by, note=note, at=now_ns, receipt=row.receipt))
                 done.append(row.id)
             if done:
                 self._changed()
         return done
+
+    def expire_overdue(self, now_ns: int, *, by: str, note: str) -> list[str]:
+        """Mark pending requests past their deadline expired (queueing the answer); their ids."""
+        done: list[str] = []
+        with self._cond:
+            for row in list(self._rows.values()):
+                if row.status is Status.PENDING and now_ns >= row.deadline_ns:
+                    self._rows[row.id] = _replace(
+                        row, status=Status.EXPIRED, decided_by=by, decided_ns=now_ns, note=note
+                    )
+                    self._enqueue(answer_of(row, Status.EXPIRED, by=by, note=note, at=now_ns))
+                    done.append(row.id)
+            if done:
+                self._changed()
+        return done
+
+    def unaudited(self, limit: int = 100) -> list[tuple[int, Answer]]:
+        """Answers not yet in the audit log, oldest first, with their outbox ids."""
+        with self._cond:
+            return [(e, self._answers[e - 1]) for e in list(self._unaudited)[:limit]]
+
+    def answers(self) -> list[tuple[Answer, bool]]:
+        """Every answer kept, oldest first, with whether it is in the audit log (for tests)."""
+        with self._cond:
+            return [(a, i + 1 not in self._unaudited) for i, a in enumerate(self._answers)]
+
+    def mark_audited(self, entries: Collection[int]) -> None:
+        """Mark outbox entries as written to the audit log."""
+        with self._cond:
+            for entry in entries:
+                self._unaudited.pop(entry, None)
 
     def version(self) -> int:
         """Changes whenever anything in the store changes."""

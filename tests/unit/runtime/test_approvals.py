@@ -122,8 +122,12 @@ def test_approved_call_runs_once_and_everything_is_recorded(
         send_email(**BOB)
     t.join()
     assert ran == ["bob@partner.test"]
-    decision_rec, receipt_rec, approval_rec, _outcome = records_of(memory_log)
+    decision_rec, answer_rec, receipt_rec, approval_rec, _outcome = records_of(memory_log)
     assert decision_rec["effect"] == "require_approval"
+    assert answer_rec["type"] == "approval_answer" and answer_rec["status"] == "approved"
+    assert (answer_rec["by"], answer_rec["note"]) == ("alice", "expected")
+    assert answer_rec["receipt_id"] == receipt_rec["receipt"]["id"]
+    assert answer_rec["decision_id"] == decision_rec["decision_id"]
     assert receipt_rec["type"] == "receipt" and receipt_rec["event"] == "redeemed"
     assert receipt_rec["receipt"]["approver"] == "alice"
     assert receipt_rec["receipt"]["decision"] == decision_rec["decision_id"]
@@ -159,9 +163,9 @@ def test_no_answer_in_time_is_a_deny_and_the_request_expires(
     guard, _ = make(make_guard, queue, memory_log, wait_s=0.01)
     real_wait = queue.wait
 
-    def wait_and_pass_deadline(rid: str, timeout: float) -> Any:
+    def wait_and_pass_deadline(rid: str, timeout: float, **kw: Any) -> Any:
         clock.advance(1)  # the request's deadline (wait_s after it was made) passes
-        return real_wait(rid, timeout)
+        return real_wait(rid, timeout, **kw)
 
     queue.wait = wait_and_pass_deadline  # type: ignore[method-assign]
     decision = call(guard)
