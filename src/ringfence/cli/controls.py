@@ -124,8 +124,33 @@ def kill(
             return
         made = controls.kill(scope, reason, who or getpass.getuser())
         click.echo(f"killed {_clean(str(scope))} (kill {made.id})")
+        _cancel_approvals(data, made, audit)
     finally:
         _finish(controls, audit, note)
+
+
+def _cancel_approvals(data: str, kill: Any, audit: Any) -> None:
+    """Cancel the data folder's pending (and approved, unused) approval requests in the
+    kill's scope, as a running agent with controls does when it sees the kill, so a kill
+    made while no agent runs leaves nothing approvable behind.  The cancellations are
+    written to the audit log when this command holds it (else queued for whoever opens it)."""
+    from pathlib import Path
+
+    from ringfence.core.approvals import Scope
+    from ringfence.runtime.approvals import open_approval_queue
+
+    if not (Path(data) / "approvals.sqlite").exists():
+        return
+    queue = open_approval_queue(data, signing=False)
+    try:
+        scope = Scope.of(kill.scope.kind, kill.scope.value)
+        cancelled = queue.cancel(scope, by=kill.by, note=f"kill {kill.id}: {kill.reason}")
+        if cancelled:
+            click.echo(f"cancelled {len(cancelled)} approval request(s) in that scope")
+        if audit is not None:
+            queue.record_answers(audit)
+    finally:
+        queue.store.close()
 
 
 @click.command()

@@ -226,3 +226,34 @@ def test_audit_tail_and_show_display_answers(queue: ApprovalQueue, data: Path) -
     assert answer_key(shown) == (rid, "approved", shown["at"])
     code, out, _ = run("audit", "verify", "--data", str(data))
     assert code == 0 and out.startswith("OK")
+
+
+def test_a_kill_with_no_agent_running_cancels_and_records_the_requests_in_its_scope(
+    queue: ApprovalQueue, data: Path
+) -> None:
+    inside = submit(queue, "bob@elsewhere.example", session="killed")
+    outside = submit(queue, "carol@elsewhere.example", session="other")
+    code, out, _ = run(
+        "kill", "--session", "killed", "--reason", "runaway", "--as", "ops", "--data", str(data)
+    )
+    assert code == 0, out
+    assert "cancelled 1 approval request(s)" in out
+    assert queue.show(inside).status is Status.CANCELLED
+    assert queue.show(outside).status is Status.PENDING
+    (answer,) = answers(data)
+    assert (answer["request"], answer["status"], answer["by"]) == (inside, "cancelled", "ops")
+    assert "runaway" in answer["note"]
+    assert verifies(data)
+    # A kill of a scope with nothing pending cancels nothing, and records nothing more.
+    code, out, _ = run(
+        "kill", "--agent", "nobody", "--reason", "x", "--as", "ops", "--data", str(data)
+    )
+    assert code == 0 and "cancelled" not in out
+    assert len(answers(data)) == 1
+
+
+def test_a_kill_in_a_folder_without_approvals_does_not_create_one(tmp_path: Path) -> None:
+    data = tmp_path / "fresh"
+    code, out, _ = run("kill", "--all", "--reason", "drill", "--as", "ops", "--data", str(data))
+    assert code == 0, out
+    assert not (data / "approvals.sqlite").exists()
