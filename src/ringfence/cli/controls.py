@@ -142,6 +142,7 @@ def _cancel_approvals(data: str, kill: Any, audit: Any) -> None:
     if not (Path(data) / "approvals.sqlite").exists():
         return
     queue = open_approval_queue(data, signing=False)
+    store: Any = queue.store  # the SQLite store: closed here
     try:
         scope = Scope.of(kill.scope.kind, kill.scope.value)
         cancelled = queue.cancel(scope, by=kill.by, note=f"kill {kill.id}: {kill.reason}")
@@ -150,7 +151,7 @@ def _cancel_approvals(data: str, kill: Any, audit: Any) -> None:
         if audit is not None:
             queue.record_answers(audit)
     finally:
-        queue.store.close()
+        store.close()
 
 
 @click.command()

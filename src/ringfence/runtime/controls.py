@@ -48,6 +48,7 @@ from ringfence.core.limits import (
     NO_LIMITS,
     Breaker,
     BreakerPhase,
+    BucketSpec,
     Budget,
     LimitSet,
     Usage,
@@ -81,6 +82,7 @@ KILL_RULE = "ringfence:kill"
 LOOP_RULE = "ringfence:loop"
 BREAKER_RULE = "ringfence:breaker"
 BUDGET_RULE = "ringfence:budget"
+_CREDENTIAL_GRACE_NS = 60 * 1_000_000_000  # a spent credential's count outlives it by this
 RATE_RULE = "ringfence:rate"
 INTERNAL_RULE = "ringfence:internal"  # the Guard's: an internal error is never an allow
 
@@ -302,6 +304,26 @@ class Controls:
             self._breakers.record(plan.breakers, self._open, ok, duration_ns, now_ns)
         except Exception:
             log.exception("controls failed while recording an outcome of %r", action.tool)
+
+    def spend_credential(
+        self, calls: tuple[tuple[str, int | float], ...], until_ns: int, now_ns: int
+    ) -> str | None:
+        """One call from each credential's ``max_calls`` budget, ``(jti, limit)``, in the
+        shared store: every process using it spends from the same budgets (leased like rate
+        limits, so a dead process's unspent share is lost, never added).  All or none: the
+        jti of the first used-up budget (nothing is taken then), or None.  Store errors
+        propagate; the Guard turns them into a deny."""
+        taken: list[Lease] = []
+        for jti, limit in calls:
+            # A fractional limit is rounded down: fewer calls, never more.
+            spec = BucketSpec(capacity=max(0, int(limit)), refill=0, window_ns=1000)
+            got = self._leases.take(f"cred|{jti}", spec, now_ns, until_ns + _CREDENTIAL_GRACE_NS)
+            if got is None:
+                for lease_ in taken:
+                    lease_.put_back()
+                return jti
+            taken.append(got)
+        return None
 
     def report_usage(
         self,

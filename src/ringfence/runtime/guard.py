@@ -280,7 +280,14 @@ class Guard:
             except Exception:  # arguments the policy cannot read: it denies them itself
                 problem = None
             else:
-                problem = verifier.admit(verified, action.tool, resources)
+                controls = self.controls
+                problem = verifier.admit(
+                    verified,
+                    action.tool,
+                    resources,
+                    spend=None if controls is None else controls.spend_credential,
+                    now_ns=self._clock(),
+                )
                 if problem is not None:
                     action = msgspec.structs.replace(action, resources=resources)
         except IdentityError as exc:

@@ -14,14 +14,16 @@ revocations only if it moved, and compares the time with the chain's validity wi
 exception from a library while verifying is a deny (``credential.error``), never an allow.
 
 Budgets: ``max_calls`` is counted per credential of the chain (a sub-agent's calls count
-against its parents' budgets too), in this process; other budgets are for policies to read.
+against its parents' budgets too) — across every process sharing a controls store when the
+Guard has controls (``open_guard`` always does), else in this process; other budgets are for
+policies to read.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import msgspec
 
@@ -41,7 +43,11 @@ from ringfence.core.identity.token import jwk
 from ringfence.errors import ConfigError, IdentityError
 from ringfence.runtime.ports import IdentityRegistry
 
-__all__ = ["VerifiedCredential", "Verifier"]
+Spend = Callable[[tuple[tuple[str, int | float], ...], int, int], str | None]
+"""``spend(call_limits, until_ns, now_ns)``: take one call from every ``(jti, limit)`` budget
+(all or none); the jti of a used-up one, or None."""
+
+__all__ = ["Spend", "VerifiedCredential", "Verifier"]
 
 log = logging.getLogger("ringfence.identity")
 _NS = 1_000_000_000
@@ -261,13 +267,34 @@ class Verifier:
                 self._calls.pop(jti, None)
 
     def admit(
-        self, verified: VerifiedCredential, tool: str, resources: tuple[Resource, ...]
+        self,
+        verified: VerifiedCredential,
+        tool: str,
+        resources: tuple[Resource, ...],
+        *,
+        spend: Spend | None = None,
+        now_ns: int = 0,
     ) -> IdentityError | None:
         """Why an action is outside ``verified``'s scope or budget, or None (then a call is
-        counted against every ``max_calls`` budget of the chain)."""
+        counted against every ``max_calls`` budget of the chain).
+
+        ``spend`` counts the calls in a store every process shares (the Guard passes its
+        controls' :meth:`~ringfence.runtime.controls.Controls.spend_credential`): it takes one
+        call from each ``(jti, limit)`` budget, or none, and returns the jti of a budget that
+        is used up.  Without it, calls are counted in this process only.
+        """
         problem = verified.outside_scope(tool, resources)
         if problem is not None or not verified.call_limits:
             return problem
+        if spend is not None:
+            used_up = spend(verified.call_limits, verified.not_after_ns, now_ns)
+            if used_up is None:
+                return None
+            limit = dict(verified.call_limits).get(used_up)
+            return IdentityError(
+                f"budget max_calls ({limit}) of credential {used_up} is used up",
+                code="credential.budget_exhausted",
+            )
         with self._lock:
             calls = self._calls
             for jti, limit in verified.call_limits:

@@ -399,3 +399,59 @@ def test_open_guard_takes_a_verifier(tmp_path: Path) -> None:
     log = ringfence.open_audit_log(tmp_path / "rf")
     assert log.verify().ok
     log.close()
+
+
+def test_max_calls_is_one_budget_across_processes_sharing_the_controls_store(
+    make_guard: GuardFactory, w: World, tmp_path: Path
+) -> None:
+    """Two Guards with their own verifiers and their own controls over one store (as two
+    processes have) spend from the same max_calls budgets, the delegating parent's too."""
+    from ringfence.runtime.controls import open_controls
+    from ringfence.runtime.identity import Verifier
+
+    shared = tmp_path / "controls"
+    guards = []
+    for _ in range(2):
+        controls = open_controls(tmp_path, store_dir=shared, watch_seconds=None)
+        guards.append(make_guard(POLICY, verifier=Verifier(w.registry), controls=controls))
+    try:
+        token = w.root(budgets={"max_calls": 5})
+        allowed = [g.check(read(), token).allowed for _ in range(4) for g in guards]
+        assert allowed.count(True) == 5
+        assert allowed[:5] == [True] * 5  # nothing refused before the budget was spent
+        for g in guards:
+            assert g.check(read(), token).reasons[0].startswith("credential.budget_exhausted")
+
+        parent = w.root(budgets={"max_calls": 3})
+        child = w.authority.delegate(parent, "researcher", budgets={"max_calls": 3})
+        assert guards[0].check(read(), parent).allowed
+        assert [g.check(read(), child).allowed for g in guards] == [True, True]
+        # The parent's three calls are spent (one by itself, two through its child).
+        for g in guards:
+            assert not g.check(read(), child).allowed
+            assert not g.check(read(), parent).allowed
+    finally:
+        for g in guards:
+            g.close()
+
+
+def test_a_failing_budget_store_is_a_deny(
+    make_guard: GuardFactory, w: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ringfence.runtime.controls import open_controls
+
+    controls = open_controls(tmp_path, watch_seconds=None)
+    guard = make_guard(POLICY, verifier=w.verifier, controls=controls)
+    try:
+        token = w.root(budgets={"max_calls": 5})
+
+        def broken(*_: object) -> None:
+            raise OSError("disk I/O error")
+
+        monkeypatch.setattr(controls, "spend_credential", broken)
+        decision = guard.check(read(), token)
+        assert not decision.allowed
+        assert decision.reasons[0].startswith("credential.error")
+        assert guard.check(read(), w.root()).allowed  # no budget: nothing to spend
+    finally:
+        guard.close()
