@@ -33,6 +33,7 @@ def owasp(policy_path: str | None, gateway_path: str | None, approver: bool, as_
             approver=True,  # the gateway's approval queue (ringfence approvals)
             kill_switch=True,
             secrets=config.secrets is not None,
+            identity=config.identity.verify,  # client credentials verified on every request
         )
         policy_path = policy_path or str(config.path(config.policy))
     if policy_path is None:

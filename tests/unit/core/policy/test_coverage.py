@@ -98,3 +98,20 @@ def test_cli_table_and_json(tmp_path: Path) -> None:
     assert done.exit_code == 0 and "ASI10 Rogue Agents" in done.output
     done = runner.invoke(cli, ["owasp"])
     assert done.exit_code == 2 and "give a policy" in done.output
+
+
+def test_a_gateway_that_verifies_credentials_covers_identity(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "p.yaml").write_text(RICH)
+
+    def identity_gaps(identity: str) -> list[str]:
+        config = tmp_path / "gateway.yaml"
+        config.write_text(f"policy: p.yaml\nservers: {{a: {{command: x}}}}\n{identity}")
+        done = CliRunner().invoke(cli, ["owasp", "--gateway", str(config), "--json"])
+        assert done.exit_code == 0, done.output
+        items = {i["risk"]: i for i in json.loads(done.output)}
+        return [g for g in items["ASI03"]["gaps"] if "credential verifier" in g]
+
+    assert identity_gaps("") != []
+    assert identity_gaps("identity: {verify: true}\n") == []
