@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import codecs
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ringfence.core.policy.regex import compile_regex
 from ringfence.core.textscan import (
@@ -257,19 +257,25 @@ _CACHE_ENTRIES = 4096
 _cache: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {}
 
 
-def scan_text(text: str, pointer: str, hits: Hits) -> str:
-    """Run every detector on one string at ``pointer``; returns the folded text."""
+def scan_text(text: str, pointer: str | Callable[[], str], hits: Hits) -> str:
+    """Run every detector on one string at ``pointer``; returns the folded text.
+
+    ``pointer`` may be a function making it: it is then called only if something was found
+    (most strings find nothing, and building a JSON pointer costs more than looking up a
+    cached scan)."""
     if len(text) > _CACHED_CHARS:
-        return _scan_text(text, pointer, hits)
+        return _scan_text(text, pointer if isinstance(pointer, str) else pointer(), hits)
     cached = _cache.get(text)
     if cached is None:
         recorder = _Recorder()
-        cached = (_scan_text(text, pointer, recorder), tuple(recorder.calls))  # type: ignore[arg-type]
+        cached = (_scan_text(text, "", recorder), tuple(recorder.calls))  # type: ignore[arg-type]
         if len(_cache) >= _CACHE_ENTRIES:
             _cache.clear()
         _cache[text] = cached
-    for code, shown, match in cached[1]:
-        hits.add(code, pointer, shown, match)
+    if cached[1]:
+        where = pointer if isinstance(pointer, str) else pointer()
+        for code, shown, match in cached[1]:
+            hits.add(code, where, shown, match)
     return cached[0]
 
 

@@ -193,20 +193,22 @@ class _Walk:
             self.truncated = True
             self.hits.add("scan.truncated", pointer, why, why)
 
-    def text(self, text: str, pointer: str, is_value: bool) -> None:
+    def text(self, text: str, path: tuple[str | int, ...], is_value: bool) -> None:
         if self.budget <= 0:
-            self.stop(pointer, f"byte limit of {self.limits.max_bytes} reached")
+            self.stop(json_pointer(path), f"byte limit of {self.limits.max_bytes} reached")
             return
         raw = text.encode("utf-8", "surrogatepass")
         if len(raw) > self.budget:
-            self.stop(pointer, f"scanned {self.budget} of {len(raw)} bytes here; limit reached")
+            why = f"scanned {self.budget} of {len(raw)} bytes here; limit reached"
+            self.stop(json_pointer(path), why)
             raw = raw[: self.budget]
         self.budget -= len(raw)
         # Decoding again drops a character cut in half by the limit and turns lone surrogates
         # (possible in Python strings, never in real UTF-8, and fatal to RE2) into U+FFFD.
-        folded = scan_text(raw.decode("utf-8", "replace"), pointer, self.hits)
+        # The pointer is made only if the scan found something (most strings find nothing).
+        folded = scan_text(raw.decode("utf-8", "replace"), lambda: json_pointer(path), self.hits)
         if is_value and len(folded) >= self.limits.min_classifier_chars:
-            self.texts.append((pointer, folded))
+            self.texts.append((json_pointer(path), folded))
 
     def walk(self, content: Any) -> None:
         # An explicit stack: a deeply nested value must not hit Python's recursion limit.
@@ -219,7 +221,7 @@ class _Walk:
                 return
             if isinstance(value, str):
                 if value:
-                    self.text(value, json_pointer(path), is_value=not is_key)
+                    self.text(value, path, is_value=not is_key)
                 if self.truncated and self.budget <= 0:
                     return  # nothing more will be read
             elif isinstance(value, Mapping | list | tuple):

