@@ -37,7 +37,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ringfence.runtime.sandbox.egress import (
     Egress,
@@ -88,15 +88,12 @@ class ProxyLimits:
 class _Entry:
     """A record while its connection is open (the byte counts still grow)."""
 
-    method: str
-    target: str
-    allowed: bool
-    status: int
-    reason: str
-    rule: str | None = None
-    address: str | None = None
+    record: EgressRecord
     bytes_out: int = 0
     bytes_in: int = 0
+
+    def done(self) -> EgressRecord:
+        return replace(self.record, bytes_out=self.bytes_out, bytes_in=self.bytes_in)
 
 
 class EgressProxy:
@@ -197,9 +194,7 @@ class EgressProxy:
             os.unlink(self.path)
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
-        self._report = EgressReport(
-            tuple(EgressRecord(**vars(e)) for e in self._entries), self._dropped
-        )
+        self._report = EgressReport(tuple(e.done() for e in self._entries), self._dropped)
         return self._report
 
     # -- the loop ----------------------------------------------------------------------------
@@ -244,17 +239,10 @@ class EgressProxy:
             request = parse_request(await self._head(reader))
             rule = decide(self.egress, request)
             address, up_reader, upstream = await self._connect(request, str(rule))
-            entry = self._record(
-                _Entry(
-                    request.method,
-                    request.target,
-                    True,
-                    200,
-                    f"allowed by {rule}",
-                    str(rule),
-                    address,
-                )
+            allowed = EgressRecord(
+                request.method, request.target, True, 200, f"allowed by {rule}", str(rule), address
             )
+            entry = self._record(_Entry(allowed))
             if request.tunnel:
                 writer.write(_ESTABLISHED)
             else:
@@ -282,16 +270,9 @@ class EgressProxy:
 
     async def _refuse(self, writer: asyncio.StreamWriter, refusal: Refusal) -> None:
         """Record ``refusal`` and answer it (if the client still listens)."""
+        r = refusal
         self._record(
-            _Entry(
-                refusal.method,
-                refusal.target,
-                False,
-                refusal.status,
-                refusal.reason,
-                refusal.rule,
-                refusal.address,
-            )
+            _Entry(EgressRecord(r.method, r.target, False, r.status, r.reason, r.rule, r.address))
         )
         with contextlib.suppress(OSError, asyncio.TimeoutError):
             writer.write(refusal_response(refusal))
