@@ -1,4 +1,4 @@
-"""The gateway's core: every MCP request from a client, checked by the Guard before it goes on.
+"""The gateway's core: every MCP tool call from a client, checked by the Guard before it goes on.
 
 Transport-free (the MCP server side lives in ``server.py``): it holds the upstream servers, the
 tool surface they expose (pinned, scanned, namespaced ``server__tool``) and turns each request
@@ -8,27 +8,19 @@ unknown or quarantined tool, arguments that break the server's own schema — an
 refusals as decisions too (pseudo-rules ``ringfence:unknown-tool``, ``ringfence:quarantine``,
 ``ringfence:upstream-schema``).
 
-What reaches the client:
-
-- a deny (policy, quarantine, approval not given) is a ``CallToolResult`` with ``isError`` and
-  a text naming the reason and the decision id, so the agent can adapt; the upstream server
-  never sees the call;
-- a request that is malformed for the tool (unknown name, arguments the schema refuses,
-  arguments too big or deep) is a JSON-RPC error ``-32602`` whose data carries the decision id;
-- an upstream that crashed, hung or is restarting is a JSON-RPC error (``-32001`` on timeout,
-  ``-32603`` otherwise) naming the server.
+This module holds :class:`Gateway`'s lifetime, the tool listing and the tool-call path
+(``admit``, ``call_tool_wire`` and the outcome record).  :class:`Connection`, the Action a
+request becomes, and resources and prompts are in :mod:`.requests` (Gateway's base class);
+what reaches the client — JSON-RPC errors and their codes, deny results — is in :mod:`.results`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import mcp_types as types
@@ -38,70 +30,45 @@ from mcp.shared.dispatcher import ProgressFnT as Progress
 
 from ringfence.adapters.mcp import secrets as sec
 from ringfence.adapters.mcp.catalog import Catalog, ToolEntry
-from ringfence.adapters.mcp.config import SEPARATOR, GatewayConfig, Identity
+from ringfence.adapters.mcp.config import SEPARATOR, GatewayConfig
+from ringfence.adapters.mcp.requests import Connection, Requests
+from ringfence.adapters.mcp.results import (
+    INPUT_RULE,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    META_KEY,
+    QUARANTINE_RULE,
+    UNKNOWN_TOOL_RULE,
+    UPSTREAM_SCHEMA_RULE,
+    GatewayError,
+    ToolError,
+    denied_result,
+    rpc_error,
+    tool_result,
+    upstream_error,
+    wire,
+)
 from ringfence.adapters.mcp.scan import Severity
 from ringfence.adapters.mcp.upstream import Upstream, UpstreamUnavailable, collect_pages
-from ringfence.core.action import Action, ActionKind, Resource, argument_problem
-from ringfence.core.decision import Decision, Effect
-from ringfence.errors import IdentityError, SecretError
+from ringfence.core.action import Action, ActionKind, argument_problem
+from ringfence.core.decision import Decision
+from ringfence.errors import SecretError
 from ringfence.runtime.broker import (
     SECRET_LABEL,
     SECRET_RULE,
     SecretBroker,
-    destinations,
     install_audit_redaction,
 )
-from ringfence.runtime.guard import APPROVAL_RULE, Guard
+from ringfence.runtime.guard import Guard
 
 __all__ = ["Connection", "Gateway", "GatewayError"]
 
 log = logging.getLogger("ringfence.gateway")
-R = TypeVar("R", types.ReadResourceResult, types.GetPromptResult)
-
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-REQUEST_TIMEOUT = -32001
-RESOURCE_NOT_FOUND = -32002
-FORBIDDEN = -32003  # a resources/read or prompts/get the policy refused
-UNKNOWN_TOOL_RULE = "ringfence:unknown-tool"
-QUARANTINE_RULE = "ringfence:quarantine"
-UPSTREAM_SCHEMA_RULE = "ringfence:upstream-schema"
-INPUT_RULE = "ringfence:input"
-META_KEY = "io.ringfence/decision"
 _SDK_META = "io.modelcontextprotocol/"
 _json_bytes = msgspec.json.Encoder().encode
 
 
-class GatewayError(Exception):
-    """A JSON-RPC error for the client: code, message and data (decision id and rule)."""
-
-    def __init__(self, code: int, message: str, data: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-
-
-@dataclass(frozen=True)
-class Connection:
-    """One client connection: who it acts as, and the session its actions belong to.
-
-    ``credential``: what the client presents (with a credential verifier): its text, or a
-    function that reads it again for every request (a stdio client's, from a file that may
-    be renewed).  Every check the Guard makes for the connection verifies it.
-    """
-
-    identity: Identity
-    session: str = field(default_factory=lambda: f"mcp-{uuid.uuid4().hex[:16]}")
-    credential: str | Callable[[], str | None] | None = field(default=None, repr=False)
-
-    def presented(self) -> str | None:
-        """The credential the client presents now (None: none)."""
-        credential = self.credential
-        return credential() if callable(credential) else credential
-
-
-class Gateway:
+class Gateway(Requests):
     """Upstream servers, their checked tool surface, and the request path through the Guard."""
 
     def __init__(
@@ -259,29 +226,6 @@ class Gateway:
 
     # -- calling -----------------------------------------------------------------------------
 
-    def action(
-        self, conn: Connection, tool: str, args: dict[str, Any], kind: str = ActionKind.TOOL_CALL
-    ) -> Action:
-        """The Action for a request on ``conn`` (as its verified credential's, if it has one)."""
-        ident = conn.identity
-        action = Action(
-            kind=kind,
-            tool=tool,
-            args=args,
-            agent=ident.agent,
-            roles=ident.roles,
-            user=ident.user,
-            session=conn.session,
-            time_ns=time.time_ns(),
-        )
-        if conn.credential is not None and (verifier := self.guard.verifier) is not None:
-            # So that refusals made before the Guard checks (unknown tool, quarantine, …)
-            # are recorded with the credential's identity and id; a credential that fails
-            # here is the Guard's to refuse, with its reason.
-            with contextlib.suppress(IdentityError):
-                action = verifier.verify(conn.presented(), action.time_ns).identify(action)
-        return action
-
     def admit(
         self, conn: Connection, name: str, args: dict[str, Any]
     ) -> tuple[ToolEntry, Action, Decision]:
@@ -290,18 +234,18 @@ class Gateway:
         action = self.action(conn, name, args)
         if entry is None:
             d = self.guard.refuse(action, UNKNOWN_TOOL_RULE, f"no tool {name!r} on any server")
-            raise _rpc(INVALID_PARAMS, f"Unknown tool: {name}", d)
+            raise rpc_error(INVALID_PARAMS, f"Unknown tool: {name}", d)
         problem = argument_problem(args, self.guard.policy.limits)
         if problem is not None:
             d = self.guard.refuse(action, INPUT_RULE, problem)
-            raise _rpc(INVALID_PARAMS, f"Invalid arguments for {name}: {problem}", d)
+            raise rpc_error(INVALID_PARAMS, f"Invalid arguments for {name}: {problem}", d)
         refusal = self.catalog.refusal(entry)
         if refusal is not None:
             return entry, action, self.guard.refuse(action, QUARANTINE_RULE, refusal)
         schema_problem = _check_schema(entry, args)
         if schema_problem is not None:
             d = self.guard.refuse(action, UPSTREAM_SCHEMA_RULE, schema_problem)
-            raise _rpc(INVALID_PARAMS, f"Invalid arguments for {name}: {schema_problem}", d)
+            raise rpc_error(INVALID_PARAMS, f"Invalid arguments for {name}: {schema_problem}", d)
         if self.secrets is not None:
             refused = self.secrets.check(*sec.secret_scope(self.guard.policy, entry, action))
             if refused is not None:
@@ -373,7 +317,7 @@ class Gateway:
         args = {} if args is None else args
         entry, action, decision = self.admit(conn, name, args)
         if not decision.allowed and self.guard.enforcement == "enforce":
-            return _wire(denied_result(decision))
+            return wire(denied_result(decision))
         upstream = self.upstreams[entry.server]
         started = time.perf_counter_ns()
         send = args
@@ -383,7 +327,7 @@ class Gateway:
                 send = self.secrets.substitute(*sec.secret_scope(self.guard.policy, entry, action))
             except SecretError as exc:
                 self.guard.record_outcome(action, decision, started_ns=started, error=exc)
-                return _wire(sec.secret_refused_result(decision, exc))
+                return wire(sec.secret_refused_result(decision, exc))
             if progress is not None:
                 progress = sec.redacting(self.secrets, progress)
         try:
@@ -396,10 +340,10 @@ class Gateway:
                     lambda c: c.call_tool(entry.tool.name, send, progress_callback=progress)
                 )
             else:
-                result = _tool_result(raw)
+                result = tool_result(raw)
         except (UpstreamUnavailable, MCPError) as exc:
             self.guard.record_outcome(action, decision, started_ns=started, error=self._scrub(exc))
-            raise self._scrub_error(_upstream_error(exc, decision)) from None
+            raise self._scrub_error(upstream_error(exc, decision)) from None
         except ValueError as exc:  # the server's answer is not a CallToolResult
             # The details stay in the log: a validation message can quote the result.
             log.warning("MCP server %r sent an invalid tools/call result: %s", entry.server, exc)
@@ -410,17 +354,7 @@ class Gateway:
             cancelled = anyio.get_cancelled_exc_class()("the call was cancelled before it ended")
             self.guard.record_outcome(action, decision, started_ns=started, error=cancelled)
             raise
-        return self._record(entry, action, decision, started, _wire(result), deliver)
-
-    def _scrub(self, exc: BaseException) -> BaseException:
-        """``exc`` with secrets redacted from its message, for the audit record."""
-        return exc if self.secrets is None else self.secrets.scrub(exc)
-
-    def _scrub_error(self, error: GatewayError) -> GatewayError:
-        """A JSON-RPC error for the client with secrets redacted from message and data."""
-        if self.secrets is None:
-            return error
-        return GatewayError(error.code, *sec.scrub_error(self.secrets, error.message, error.data))
+        return self._record(entry, action, decision, started, wire(result), deliver)
 
     def _record(
         self,
@@ -444,7 +378,7 @@ class Gateway:
         labels = entry.labels
         if self.secrets is not None:
             redacted, meta, found = sec.redact_result(self.secrets, types.CallToolResult, dump)
-            dump = _wire(sec.withheld_result(meta)) if redacted is None else redacted
+            dump = wire(sec.withheld_result(meta)) if redacted is None else redacted
             labels = (*labels, SECRET_LABEL) if found else labels
         size = len(_json_bytes(dump))
         if size > self.config.max_result_bytes:
@@ -466,221 +400,11 @@ class Gateway:
                 decision,
                 started_ns=started,
                 result=dump,
-                error=_ToolError("the tool reported an error") if dump.get("isError") else None,
+                error=ToolError("the tool reported an error") if dump.get("isError") else None,
                 content=dump if keep == "content" else None,
                 labels=labels,
             )
         return dump
-
-    # -- resources and prompts -----------------------------------------------------------------
-
-    def _visible(self, conn: Connection, server: str, what: str) -> bool:
-        ident = conn.identity
-        return self.guard.policy.could_allow(
-            ActionKind.MCP_REQUEST,
-            f"{server}{SEPARATOR}{what}",
-            agent=ident.agent,
-            roles=ident.roles,
-            user=ident.user,
-        )
-
-    async def _gather(
-        self, conn: Connection, what: str, fetch: Callable[[Upstream], Any]
-    ) -> list[tuple[str, Any]]:
-        """``fetch`` from every connected server whose ``what`` the policy could allow."""
-        out: list[tuple[str, Any]] = []
-        for name, upstream in self.upstreams.items():
-            if upstream.client is None or not self._visible(conn, name, what):
-                continue
-            try:
-                for item in await fetch(upstream):
-                    out.append((name, item))
-            except (UpstreamUnavailable, MCPError) as exc:
-                log.warning("MCP server %r: listing for %s failed: %s", name, what, exc)
-        return out
-
-    async def list_resources(self, conn: Connection) -> list[types.Resource]:
-        """Resources of every server whose resources/read the policy could allow."""
-
-        async def fetch(u: Upstream) -> list[types.Resource]:
-            return await _pages(
-                u, lambda c, cur: c.list_resources(cursor=cur, cache_mode="bypass"), "resources"
-            )
-
-        found = await self._gather(conn, "resources/read", fetch)
-        for server, res in found:
-            self._resource_servers.setdefault(str(res.uri), server)
-        return [res for _, res in found]
-
-    async def list_resource_templates(self, conn: Connection) -> list[types.ResourceTemplate]:
-        """Resource templates, likewise."""
-
-        async def fetch(u: Upstream) -> list[types.ResourceTemplate]:
-            return await _pages(
-                u,
-                lambda c, cur: c.list_resource_templates(cursor=cur, cache_mode="bypass"),
-                "resource_templates",
-            )
-
-        found = await self._gather(conn, "resources/read", fetch)
-        for server, tpl in found:
-            prefix = tpl.uri_template.split("{", 1)[0]
-            if prefix:
-                self._template_servers.setdefault(prefix, server)
-        return [tpl for _, tpl in found]
-
-    def _resource_server(self, uri: str) -> str | None:
-        server = self._resource_servers.get(uri)
-        if server is not None:
-            return server
-        best = max((p for p in self._template_servers if uri.startswith(p)), key=len, default=None)
-        return None if best is None else self._template_servers[best]
-
-    async def read_resource(self, conn: Connection, uri: str) -> types.ReadResourceResult:
-        """Check ``<server>__resources/read`` with the URI as a ``uri`` resource, then read."""
-        server = self._resource_server(uri)
-        tool = f"{server}{SEPARATOR}resources/read" if server else "resources/read"
-        action = self.action(conn, tool, {"uri": uri}, ActionKind.MCP_REQUEST)
-        action = msgspec.structs.replace(action, resources=(Resource("uri", uri),))
-        if server is None:
-            d = self.guard.refuse(action, UNKNOWN_TOOL_RULE, f"no server offers resource {uri!r}")
-            raise _rpc(RESOURCE_NOT_FOUND, f"Resource not found: {uri}", d)
-        return await self._forward(
-            server, action, lambda c: c.read_resource(uri, cache_mode="bypass")
-        )
-
-    async def _forward(
-        self, server: str, action: Action, call: Callable[[Client], Awaitable[R]]
-    ) -> R:
-        """Check ``action``; if allowed, run ``call`` on ``server`` and record the outcome.
-
-        For requests that are not tool calls (resources/read, prompts/get): a refusal is a
-        JSON-RPC error ``-32003`` carrying the decision id.
-        """
-        refused = None
-        if self.secrets is not None:  # handles are substituted in tool calls only
-            hosts = destinations(self.guard.policy, action)
-            refused = self.secrets.check(action.tool, action.args, hosts)
-        if refused is not None:
-            reason = f"{refused.code}: {refused.message}"
-            decision = self.guard.refuse(action, SECRET_RULE, reason)
-        else:
-            decision = self.guard.check(action)
-        if not decision.allowed:
-            raise _rpc(FORBIDDEN, denied_text(decision), decision)
-        started = time.perf_counter_ns()
-        try:
-            result = await self.upstreams[server].request(call)
-        except (UpstreamUnavailable, MCPError) as exc:
-            self.guard.record_outcome(action, decision, started_ns=started, error=self._scrub(exc))
-            raise self._scrub_error(_upstream_error(exc, decision)) from None
-        dump = _wire(result)
-        brought: tuple[str, ...] = self.catalog.server_labels(server)
-        found = False
-        if self.secrets is not None:
-            redacted, _, found = sec.redact_result(self.secrets, type(result), dump)
-            if redacted is None:
-                raise GatewayError(INTERNAL_ERROR, sec.WITHHELD)
-            if found:
-                dump, result = redacted, type(result).model_validate(redacted, by_name=False)
-        keep = self.config.record_results == "content"
-        self.guard.record_outcome(
-            action,
-            decision,
-            started_ns=started,
-            result=dump,
-            content=dump if keep else None,
-            labels=(*brought, SECRET_LABEL) if found else brought,
-        )
-        return result
-
-    async def list_prompts(self, conn: Connection) -> list[types.Prompt]:
-        """Prompts (namespaced ``server__prompt``) of servers whose prompts/get could be allowed."""
-
-        async def fetch(u: Upstream) -> list[types.Prompt]:
-            return await _pages(
-                u, lambda c, cur: c.list_prompts(cursor=cur, cache_mode="bypass"), "prompts"
-            )
-
-        found = await self._gather(conn, "prompts/get", fetch)
-        return [p.model_copy(update={"name": f"{s}{SEPARATOR}{p.name}"}) for s, p in found]
-
-    async def get_prompt(
-        self, conn: Connection, name: str, arguments: dict[str, str] | None
-    ) -> types.GetPromptResult:
-        """Check ``<server>__prompts/get`` (prompt name and arguments as args), then get."""
-        server, sep, prompt = name.partition(SEPARATOR)
-        args: dict[str, Any] = {"name": prompt, "arguments": dict(arguments or {})}
-        action = self.action(conn, f"{server}{SEPARATOR}prompts/get", args, ActionKind.MCP_REQUEST)
-        if not sep or server not in self.upstreams:
-            d = self.guard.refuse(action, UNKNOWN_TOOL_RULE, f"no prompt {name!r} on any server")
-            raise _rpc(INVALID_PARAMS, f"Unknown prompt: {name}", d)
-        return await self._forward(server, action, lambda c: c.get_prompt(prompt, arguments))
-
-
-async def _pages(
-    upstream: Upstream, page: Callable[[Client, str | None], Any], field: str
-) -> list[Any]:
-    return await upstream.request(lambda c: collect_pages(c, page, field, upstream.name))
-
-
-def _wire(result: Any) -> dict[str, Any]:
-    """An SDK result model as JSON with its wire names."""
-    dump: dict[str, Any] = result.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return dump
-
-
-def _tool_result(raw: dict[str, Any]) -> types.CallToolResult:
-    """A result from the direct lane as the SDK's model (ValueError if it is not one)."""
-    kind = raw.get("resultType", "complete")
-    if kind != "complete":
-        raise ValueError(f"a {kind!r} result, which the gateway does not relay")
-    return types.CallToolResult.model_validate(raw, by_name=False)
-
-
-def _upstream_error(exc: UpstreamUnavailable | MCPError, decision: Decision) -> GatewayError:
-    if isinstance(exc, UpstreamUnavailable):
-        code = REQUEST_TIMEOUT if exc.timeout else INTERNAL_ERROR
-        return GatewayError(code, str(exc), {"decision_id": decision.decision_id})
-    return GatewayError(exc.code, exc.message, exc.data if isinstance(exc.data, dict) else None)
-
-
-class _ToolError(Exception):
-    """A result with isError set, recorded as an error outcome."""
-
-
-def denied_text(decision: Decision) -> str:
-    """The readable reason a request did not go through, with the decision id."""
-    approval = APPROVAL_RULE in decision.rules
-    if approval and any("approval pending" in reason for reason in decision.reasons):
-        verb = "is waiting for human approval of this call"
-    elif approval:
-        verb = "requires human approval, which was not given"
-    else:
-        verb = "denied this call"
-    return f"Ringfence {verb}: {'; '.join(decision.reasons)} (decision {decision.decision_id})"
-
-
-def denied_result(decision: Decision) -> types.CallToolResult:
-    """What the client gets for a call that did not go through."""
-    return types.CallToolResult(
-        content=[types.TextContent(type="text", text=denied_text(decision))],
-        is_error=True,
-        _meta={
-            META_KEY: {
-                "decision_id": decision.decision_id,
-                "effect": decision.effect.value if decision.effect is not Effect.ALLOW else "allow",
-                "rules": list(decision.rules),
-                "reasons": list(decision.reasons),
-            }
-        },
-    )
-
-
-def _rpc(code: int, message: str, decision: Decision) -> GatewayError:
-    return GatewayError(
-        code, message, {"decision_id": decision.decision_id, "rules": list(decision.rules)}
-    )
 
 
 def _check_schema(entry: ToolEntry, args: dict[str, Any]) -> str | None:
