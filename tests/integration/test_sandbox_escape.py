@@ -15,6 +15,7 @@ import http.server
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from ringfence.errors import SandboxUnavailable
+from ringfence.errors import SandboxError, SandboxUnavailable
 from ringfence.runtime.sandbox import (
     Availability,
     Egress,
@@ -43,13 +44,18 @@ _BOX = LocalSandbox()
 @pytest.fixture(params=list(Tier), ids=[t.value for t in Tier])
 def tier(request: pytest.FixtureRequest) -> Tier:
     tier: Tier = request.param
+    _need(tier)
+    return tier
+
+
+def _need(tier: Tier) -> None:
+    """Skip unless ``tier`` can run here; under CI, fail instead."""
     found = _BOX.availability(tier)
     if not found.available:
         message = f"the {tier} sandbox tier is not available here: {found.detail}"
         if os.environ.get("CI") == "true":
             pytest.fail(message + " (CI must run every tier: see scripts/setup-sandbox.sh)")
         pytest.skip(message)
-    return tier
 
 
 def _profile(tier: Tier, **limits: float) -> SandboxProfile:
@@ -279,28 +285,115 @@ except OSError as exc:
     assert int(out.split()[2]) <= 4 << 20
 
 
-def test_cannot_fill_the_disk_with_many_files() -> None:
-    tier = Tier.BWRAP  # the process tier has no disk quota: see docs/sandbox.md
-    if not _BOX.availability(tier).available:
-        if os.environ.get("CI") == "true":
-            pytest.fail("bwrap is not available under CI")
-        pytest.skip("bwrap is not available here")
-    code = """
-import errno
+_MANY_FILES = """
 total = 0
 try:
-    for i in range(1000):
+    for i in range(200):
         with open(f"f{i}", "wb") as f:
-            f.write(b"x" * (1 << 20))
-        total += 1 << 20
+            f.write(b"x" * (256 << 10))
+        total += 256 << 10
     print("FILLED", total)
 except OSError as exc:
     print("refused", exc.errno, total)
 """
-    status, out, err = _py(tier, code, disk_bytes=8 << 20)
-    assert status == 0, err
-    assert out.startswith("refused 28 ")  # ENOSPC
-    assert int(out.split()[2]) <= 8 << 20
+
+
+def test_cannot_fill_the_disk_with_many_files(tier: Tier) -> None:
+    result = _BOX.run(_profile(tier, disk_bytes=8 << 20), code=_MANY_FILES)
+    out, err = result.stdout.decode(), result.stderr.decode()
+    if tier is Tier.BWRAP:  # a tmpfs of disk_bytes: the kernel refuses the write
+        assert result.exit_code == 0, err
+        assert out.startswith("refused 28 ")  # ENOSPC
+        assert int(out.split()[2]) <= 8 << 20
+        assert result.killed_reason is None
+        return
+    # The process tier measures the work dir: the run is killed (or, if it finished between
+    # two walks, reported) over the limit, and the result says why.
+    assert result.killed_reason == "disk"
+    assert not result.ok
+    assert "sandbox.disk_limit" in err
+    assert "more than disk_bytes (8388608)" in err
+    assert result.summary()["killed_reason"] == "disk"
+
+
+def test_a_run_that_keeps_writing_is_stopped_by_the_disk_limit(tier: Tier) -> None:
+    code = """
+import time
+for i in range(64):
+    with open(f"f{i}", "wb") as f:
+        f.write(b"x" * (256 << 10))
+print("WROTE", flush=True)
+time.sleep(60)
+print("NOT STOPPED")
+"""
+    result = _BOX.run(_profile(tier, disk_bytes=8 << 20, wall_seconds=30), code=code)
+    err = result.stderr.decode()
+    if tier is Tier.BWRAP:
+        assert result.exit_code == 1 and "No space left on device" in err
+        return
+    assert result.killed_reason == "disk"
+    assert result.exit_code == -signal.SIGKILL
+    assert result.stdout == b"WROTE\n"
+    assert "the run was stopped over its work directory's disk limit" in err  # not the clock
+
+
+def test_many_empty_files_are_stopped_too() -> None:
+    tier = Tier.PROCESS  # bwrap: the tmpfs's inode count bounds them (half the RAM's pages)
+    _need(tier)
+    code = """
+import time
+for i in range(20000):
+    open(f"e{i}", "wb").close()
+print("MADE", flush=True)
+time.sleep(60)
+"""
+    result = _BOX.run(_profile(tier, disk_bytes=1 << 20, wall_seconds=30), code=code)
+    assert result.killed_reason == "disk"
+    assert "new files and directories" in result.stderr.decode()
+
+
+def test_writing_under_the_disk_limit_is_unaffected(tier: Tier) -> None:
+    code = """
+import os
+for i in range(4):
+    with open(f"f{i}", "wb") as f:
+        f.write(b"x" * (1 << 20))
+print(sorted(os.listdir(".")), sum(os.path.getsize(n) for n in os.listdir(".")))
+"""
+    result = _BOX.run(_profile(tier, disk_bytes=8 << 20), code=code)
+    assert result.ok, result.stderr
+    assert result.killed_reason is None
+    assert result.stdout == b"['f0', 'f1', 'f2', 'f3'] 4194304\n"
+    assert b"disk_limit" not in result.stderr
+
+
+@pytest.fixture
+def host_workdir() -> Iterator[Path]:
+    """A folder anyone may write, outside /tmp (bwrap cannot bind a workdir beneath /tmp: it
+    makes /tmp a directory, then cannot point /tmp at the work dir)."""
+    folder = Path(tempfile.mkdtemp(prefix="ringfence-workdir-", dir="/var/tmp"))
+    folder.chmod(0o777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_workdir_on_the_host_is_held_to_the_disk_limit(tier: Tier, host_workdir: Path) -> None:
+    (host_workdir / "before").write_bytes(b"x" * (16 << 20))  # already there: does not count
+    profile = dataclasses.replace(_profile(tier, disk_bytes=8 << 20), workdir=str(host_workdir))
+    fine = _BOX.run(profile, code="open('small', 'wb').write(b'x' * (1 << 20))")
+    assert fine.ok, fine.stderr
+    over = _BOX.run(profile, code=_MANY_FILES)
+    assert over.killed_reason == "disk"
+    assert b"sandbox.disk_limit" in over.stderr
+    assert (host_workdir / "before").stat().st_size == 16 << 20  # what was there is left alone
+
+
+def test_a_workdir_that_cannot_be_measured_runs_nothing(tier: Tier, open_dir: Path) -> None:
+    missing = open_dir / "missing"  # neither tier can run in it: nothing may run at all
+    profile = dataclasses.replace(_profile(tier), workdir=str(missing))
+    with pytest.raises(SandboxError):
+        _BOX.run(profile, argv=["sh", "-c", f"touch {open_dir}/ran"])
+    assert not (open_dir / "ran").exists()
 
 
 def test_wall_clock_timeout_kills_everything(tier: Tier) -> None:

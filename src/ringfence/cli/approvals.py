@@ -1,4 +1,4 @@
-"""``ringfence approvals``: list, show, approve, deny, cancel, approve-plan.
+"""``ringfence approvals``: list, show, approve, deny, cancel, approve-plan, prune.
 
 Works on the approval store of a data folder (``--data``, default ``.ringfence``), the same one
 an agent process waits on: approving here resumes the waiting call (or lets the gateway's retry
@@ -11,6 +11,9 @@ Every answer given here (approve, deny, cancel, approve-plan) is an audit record
 opens it and writes every answer not yet recorded; when an agent process holds it, that
 process records the answer within its poll interval (the note on stderr says so).  Either
 way the answer stays queued in the approval store until a log holds it.
+
+``prune`` deletes finished requests older than ``--older-than`` (30 days) whose answers are
+in the audit log (it records queued answers first, as above); the rest is kept and counted.
 """
 
 from __future__ import annotations
@@ -34,6 +37,16 @@ DATA_HELP = "Ringfence data folder (holds approvals.sqlite and keys/)."
 STATUSES = ("pending", "approved", "denied", "expired", "cancelled", "used", "revoked", "all")
 # C0/C1 controls (but newline and tab), bidi embeddings/overrides/isolates, zero-width marks.
 _HIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_AGE = re.compile(r"^([0-9]{1,7})(s|m|h|d)?$")
+_SECONDS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_age(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """Seconds of an age: whole seconds, or ``<n>s|m|h|d`` (``30d``, ``12h``, ``90m``)."""
+    found = _AGE.match(value.strip())
+    if found is None:
+        raise click.BadParameter(f"{value!r} is not an age such as 30d, 12h, 90m or 3600s")
+    return int(found[1]) * _SECONDS[found[2]]
 
 
 def _data_option(fn: Any) -> Any:
@@ -162,7 +175,7 @@ def _to_json(req: Any, now: int) -> dict[str, Any]:
 
 @click.group()
 def approvals() -> None:
-    """Answer approval requests: list, show, approve, deny, cancel, approve-plan."""
+    """Answer approval requests: list, show, approve, deny, cancel, approve-plan, prune."""
 
 
 @approvals.command("list")
@@ -419,3 +432,49 @@ def approve_plan(
         f"{_clean(session or '-')}: request {receipt.request}, receipt {receipt.id}, "
         f"valid until {_when(receipt.expires_ns)}"
     )
+
+
+@approvals.command()
+@_data_option
+@click.option(
+    "--older-than",
+    "older_than",
+    callback=_parse_age,
+    default="30d",
+    show_default=True,
+    help="Delete what ended longer ago than this (30d, 12h, 90m, 3600s).",
+)
+def prune(data: str, older_than: int) -> None:
+    """Delete finished requests (denied, expired, cancelled, revoked, used, or approved with
+    an expired receipt), their answers and redeemed steps, once they ended longer ago than
+    --older-than and their answers are in the audit log.  Pending requests and unexpired
+    approvals are never deleted; a request whose answer is not audited yet is kept."""
+    from ringfence.runtime.approvals import open_approval_queue
+
+    path = Path(data) / "approvals.sqlite"
+    if not path.exists():
+        raise InputError(f"no approval store at {path}", code="input.not_found")
+    queue: Any = open_approval_queue(data, signing=False, retention_s=None)  # prunes below
+    try:
+        if queue.store.unaudited(1):
+            _record(data, queue)  # what reaches the log now can go now
+        pruned = queue.prune(older_than)
+    finally:
+        queue.store.close()
+    click.echo(
+        f"pruned {pruned.requests} requests that ended more than {_span(older_than)} ago "
+        f"({pruned.answers} answers)"
+    )
+    if pruned.kept:
+        click.echo(
+            f"kept {pruned.kept} older requests: their answers are not in the audit log yet "
+            "(the process holding the log records them; prune again after)",
+            err=True,
+        )
+
+
+def _span(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -17,6 +17,15 @@ transaction that makes it (:class:`AnswerOutbox`); whoever holds the audit log c
 the two records it twice (recognisably: same request, status and answer time), never zero
 times.  The holders are a Guard's :class:`~ringfence.runtime.approver.QueueApprover` and
 ``ringfence approvals`` when no other process holds the log.
+
+Retention (:class:`Retention`): a finished request — denied, expired, cancelled, revoked, used,
+or approved with a receipt that has expired — is deleted with its answers and redeemed steps
+once it ended more than ``retention_s`` ago (default :data:`DEFAULT_RETENTION_S`, 30 days)
+*and* every answer of it is marked audited; one whose answer has not reached the audit log yet
+is kept.  Pending requests and unexpired receipts are never deleted.  The store prunes every
+200 writes by itself; :meth:`ApprovalQueue.prune` (``ringfence approvals prune``) does
+it all at once.  A retention shorter than the caps' ``window_s`` or ``remember_denial_s``
+would let pruning lift a cap or forget a denial early, so it is refused.
 """
 
 from __future__ import annotations
@@ -57,16 +66,20 @@ from ringfence.errors import ApprovalError, ConfigError
 from ringfence.runtime.ports import ApprovalStore, Clock
 
 __all__ = [
+    "DEFAULT_RETENTION_S",
     "SYSTEM",
     "AnswerOutbox",
     "ApprovalQueue",
     "AuditSink",
+    "Pruned",
     "Redemption",
+    "Retention",
     "open_approval_queue",
 ]
 
 log = logging.getLogger("ringfence.approvals")
 SYSTEM = "ringfence"  # the approver named when Ringfence itself answers (cap, timeout, …)
+DEFAULT_RETENTION_S = 30 * 86400.0  # finished requests are kept this long (then pruned)
 
 
 Requests = list[PendingRequest]
@@ -92,6 +105,25 @@ class AnswerOutbox(Protocol):
         ...
 
 
+class Pruned(NamedTuple):
+    """What one prune did: finished requests deleted, the answers deleted with them, and
+    ``kept``: requests old enough but kept because an answer is not in the audit log yet."""
+
+    requests: int = 0
+    answers: int = 0
+    kept: int = 0
+
+
+@runtime_checkable
+class Retention(Protocol):
+    """What an ``ApprovalStore`` adds to forget finished requests (both stores here)."""
+
+    def prune(self, before_ns: int, *, limit: int = 500) -> Pruned:
+        """Delete at most ``limit`` finished requests that ended before ``before_ns`` and whose
+        every answer is audited, with their answers and redeemed steps, in one transaction."""
+        ...
+
+
 class AuditSink(Protocol):
     """Where answers are recorded: an :class:`~ringfence.runtime.audit.AuditLog`."""
 
@@ -113,6 +145,18 @@ def _fail(problem: Problem) -> ApprovalError:
 
 def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
+
+
+def _check_retention(limits: ApprovalLimits, seconds: float) -> None:
+    """ApprovalError (``approval.retention``) unless ``seconds`` keeps every answered request
+    that the caps and remembered denials still count."""
+    floor = max(limits.window_s, limits.remember_denial_s)
+    if not seconds >= floor:  # also refuses NaN
+        raise ApprovalError(
+            f"a retention of {seconds:g} s is shorter than the caps' window_s or "
+            f"remember_denial_s ({floor:g} s): pruning would lift a cap or forget a denial",
+            code="approval.retention",
+        )
 
 
 class ApprovalQueue:
@@ -390,6 +434,22 @@ class ApprovalQueue:
                     break
         return written
 
+    def prune(self, older_than_s: float = DEFAULT_RETENTION_S, *, batch: int = 500) -> Pruned:
+        """Delete every finished request that ended more than ``older_than_s`` ago and whose
+        answers are all in the audit log (record them first: :meth:`record_answers`), in
+        transactions of ``batch``; what was deleted and what was kept."""
+        _check_retention(self.limits, older_than_s)
+        store = self.store
+        if not isinstance(store, Retention):
+            return Pruned()
+        before = self.clock() - _ns(older_than_s)
+        total = Pruned()
+        while True:
+            done = store.prune(before, limit=batch)
+            total = Pruned(total.requests + done.requests, total.answers + done.answers, done.kept)
+            if not done.requests:  # (not "fewer than batch": a batch may skip usable receipts)
+                return total
+
     def latest_for(self, action: Action) -> PendingRequest | None:
         """The newest request for exactly this call (agent, user, session, tool, arguments):
         what an adapter shows a client whose call is waiting for approval."""
@@ -431,13 +491,16 @@ def open_approval_queue(
     signing: bool = True,
     limits: ApprovalLimits | None = None,
     poll_s: float = 0.02,
+    retention_s: float | None = DEFAULT_RETENTION_S,
     **options: Any,
 ) -> ApprovalQueue:
     """The approval queue of a data folder: ``approvals.sqlite`` and the receipt key pair in
     ``keys/`` (created if needed), shared by the agent process and ``ringfence approvals``.
 
     ``signing=False`` (for the agent process) reads only the public key: that process can
-    ask, wait and redeem, and needs no read access to the private key.
+    ask, wait and redeem, and needs no read access to the private key.  ``retention_s``: how
+    long finished requests are kept before the store prunes them (None: for ever; see the
+    module doc); ApprovalError if it is shorter than the caps need.
     """
     from ringfence.stores.approvals import (
         SQLiteApprovalStore,
@@ -445,6 +508,8 @@ def open_approval_queue(
         load_or_create_approval_key,
     )
 
+    if retention_s is not None:
+        _check_retention(limits or ApprovalLimits(), retention_s)
     folder = Path(data_dir)
     key: SigningKey | None = None
     if signing:
@@ -452,5 +517,5 @@ def open_approval_queue(
     else:
         public = load_approval_public_key(folder / "keys")
         options["verify_keys"] = {key_id(bytes(public)): public, **options.get("verify_keys", {})}
-    store = SQLiteApprovalStore(folder / "approvals.sqlite", poll_s=poll_s)
+    store = SQLiteApprovalStore(folder / "approvals.sqlite", poll_s=poll_s, retention_s=retention_s)
     return ApprovalQueue(store, key, limits=limits, **options)

@@ -17,16 +17,22 @@ written it there (:meth:`SQLiteApprovalStore.unaudited`, :meth:`~SQLiteApprovalS
 A file made before the outbox existed (``user_version`` 0) is migrated when opened: the table
 is added and every answer its requests imply is queued, so it reaches the audit log too.
 
+Retention: :meth:`~SQLiteApprovalStore.prune` deletes finished requests that ended before a
+time (answer, or receipt expiry if later) and whose answers are all audited, with their
+answers and redeemed steps, in one transaction; every ``prune_every`` writes the store prunes
+what ended more than ``retention_s`` ago (a failure there is logged, never the write's).
+
 Receipts are signed with ``keys/approvals-signing.key`` (:func:`load_or_create_approval_key`,
-mode 0600): whoever can read that file can approve, so on a shared machine it is readable
-by the reviewers' group only, never by the agent's user (see docs/approvals.md).
+mode 0600, in :mod:`ringfence.stores.approval_keys`, re-exported here): whoever can read that
+file can approve, so on a shared machine it is readable by the reviewers' group only, never
+by the agent's user (see docs/approvals.md).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
-import stat
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -34,7 +40,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import msgspec
-from nacl.signing import SigningKey, VerifyKey
 
 from ringfence.core.approvals import (
     PLAN_KIND,
@@ -50,7 +55,20 @@ from ringfence.core.approvals import (
 )
 from ringfence.core.audit.answer import Answer, answer_of, stored_answers, unreadable_answer
 from ringfence.errors import ConfigError
-from ringfence.stores.approvals_memory import not_pending, redeem_problem
+from ringfence.runtime.approvals import DEFAULT_RETENTION_S, Pruned
+from ringfence.stores.approval_keys import (
+    KEY_FILE,
+    PUB_FILE,
+    load_approval_public_key,
+    load_or_create_approval_key,
+)
+from ringfence.stores.approvals_memory import (
+    PRUNE_BATCH,
+    PRUNE_EVERY,
+    not_pending,
+    redeem_problem,
+)
+from ringfence.stores.approvals_retention import prune_rows
 from ringfence.stores.wal import use_wal
 
 __all__ = [
@@ -61,8 +79,7 @@ __all__ = [
     "load_or_create_approval_key",
 ]
 
-KEY_FILE = "approvals-signing.key"
-PUB_FILE = "approvals-signing.pub"
+log = logging.getLogger("ringfence.approvals")
 T = TypeVar("T")
 
 _SCHEMA = """
@@ -103,6 +120,7 @@ CREATE TABLE IF NOT EXISTS answers (
     data BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS answers_unaudited ON answers(id) WHERE audited = 0;
+CREATE INDEX IF NOT EXISTS answers_request ON answers(request);
 """
 SCHEMA_VERSION = 1  # PRAGMA user_version: 1 = answers are kept in the audit outbox
 _SET_VERSION = "PRAGMA user_version = 1"
@@ -205,11 +223,23 @@ def _migrate(db: sqlite3.Connection) -> None:
 
 
 class SQLiteApprovalStore:
-    """The ``ApprovalStore`` port over one SQLite file, shared by processes."""
+    """The ``ApprovalStore`` port over one SQLite file, shared by processes.  ``retention_s``:
+    finished requests older than this are pruned every ``prune_every`` writes (None: never)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, poll_s: float = 0.02) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        poll_s: float = 0.02,
+        retention_s: float | None = DEFAULT_RETENTION_S,
+        prune_every: int = PRUNE_EVERY,
+    ) -> None:
         self.path = Path(path)
         self.poll_s = poll_s
+        self.retention_s = retention_s
+        self.prune_every = prune_every
+        self._writes = 0
+        self._prune_at = prune_every
         self._lock = threading.Lock()
         self._cond = threading.Condition()
         self._generation = 0
@@ -234,8 +264,9 @@ class SQLiteApprovalStore:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
-    def _write(self, change: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``change`` in one IMMEDIATE transaction (other processes wait for it)."""
+    def _write(self, change: Callable[[sqlite3.Connection], T], now_ns: int | None = None) -> T:
+        """Run ``change`` in one IMMEDIATE transaction (other processes wait for it); a write
+        at ``now_ns`` (asking, answering, redeeming) counts towards the next prune."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -247,7 +278,25 @@ class SQLiteApprovalStore:
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
+        if now_ns is not None:
+            self._wrote(now_ns)
         return result
+
+    def _wrote(self, now_ns: int) -> None:
+        """After a write at ``now_ns``: prune, every ``prune_every`` writes.  A failure is
+        logged (and retried after as many writes): the write itself succeeded."""
+        if self.retention_s is None:
+            return
+        with self._lock:
+            self._writes += 1
+            if self._writes < self._prune_at:
+                return
+            self._prune_at = self._writes + self.prune_every
+        before = now_ns - int(self.retention_s * 1e9)
+        try:
+            self._write(lambda db: prune_rows(db, before, PRUNE_BATCH, count_kept=False))
+        except sqlite3.Error as exc:
+            log.warning("pruning the approval store %s failed: %s", self.path, exc)
 
     # -- the port ------------------------------------------------------------------------------
 
@@ -290,7 +339,7 @@ class SQLiteApprovalStore:
             )
             return Submission(request)
 
-        return self._write(change)
+        return self._write(change, now_ns)
 
     @staticmethod
     def _counts(
@@ -369,7 +418,7 @@ class SQLiteApprovalStore:
                 row, status=status, decided_by=by, decided_ns=now_ns, note=note, receipt=receipt
             )
 
-        return self._write(change)
+        return self._write(change, now_ns)
 
     def plans(self, agent: str, session: str | None, now_ns: int) -> list[PendingRequest]:
         """Approved, unexpired plans of ``agent`` in ``session``."""
@@ -405,7 +454,7 @@ class SQLiteApprovalStore:
                 return step
             return Problem("approval.receipt.used", "receipt has already been used")
 
-        return self._write(change)
+        return self._write(change, now_ns)
 
     def cancel(self, scope: Scope, *, by: str, note: str, now_ns: int) -> list[str]:
         """Cancel pending and revoke approved requests in ``scope``."""
@@ -426,7 +475,7 @@ class SQLiteApprovalStore:
                 done.append(row.id)
             return done
 
-        return self._write(change)
+        return self._write(change, now_ns)
 
     # -- the audit outbox ------------------------------------------------------------------------
 
@@ -448,7 +497,7 @@ class SQLiteApprovalStore:
                 done.append(row.id)
             return done
 
-        return self._write(change)
+        return self._write(change, now_ns)
 
     def unaudited(self, limit: int = 100) -> list[tuple[int, Answer]]:
         """Answers not yet in the audit log, oldest first, with their outbox ids.  An entry
@@ -477,6 +526,12 @@ class SQLiteApprovalStore:
 
         self._write(change)
 
+    def prune(self, before_ns: int, *, limit: int = PRUNE_BATCH) -> Pruned:
+        """Delete at most ``limit`` finished requests that ended before ``before_ns`` and whose
+        every answer is audited, with their answers and redeemed steps, in one transaction;
+        ``kept`` counts those old enough but held back by an answer not yet audited."""
+        return self._write(lambda db: prune_rows(db, before_ns, limit, count_kept=True))
+
     def version(self) -> int:
         """Changes when this store object writes, or another connection commits."""
         with self._lock:
@@ -503,62 +558,3 @@ class SQLiteApprovalStore:
         """Close the database."""
         with self._lock:
             self._db.close()
-
-
-def load_or_create_approval_key(directory: str | os.PathLike[str]) -> SigningKey:
-    """The receipt signing key in ``directory`` (``approvals-signing.key``), created with mode
-    0600 if there is none; ConfigError if others may read it or it is not a key."""
-    folder = Path(directory)
-    path = folder / KEY_FILE
-    if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        key = SigningKey.generate()
-        # Written whole under a temporary name, then linked into place: a process that
-        # races us sees either no key or a complete one, and the first link wins.
-        tmp = folder / f".{KEY_FILE}.{os.getpid()}.{threading.get_ident()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(bytes(key).hex() + "\n")
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return load_or_create_approval_key(directory)
-        finally:
-            tmp.unlink()
-        _write_public(folder, key.verify_key)
-        return key
-    mode = path.stat().st_mode
-    if mode & stat.S_IRWXO:
-        raise ConfigError(
-            f"{path} is readable by other users (mode {oct(mode & 0o777)}); chmod 600 it",
-            code="config.key_permissions",
-        )
-    try:
-        key = SigningKey(bytes.fromhex(path.read_text().strip()))
-    except ValueError as exc:
-        raise ConfigError(f"{path} is not an Ed25519 key: {exc}", code="config.key") from None
-    if not (folder / PUB_FILE).exists():
-        _write_public(folder, key.verify_key)
-    return key
-
-
-def _write_public(folder: Path, public: VerifyKey) -> None:
-    tmp = folder / f".{PUB_FILE}.{os.getpid()}.{threading.get_ident()}"
-    tmp.write_text(bytes(public).hex() + "\n")
-    os.replace(tmp, folder / PUB_FILE)
-
-
-def load_approval_public_key(directory: str | os.PathLike[str]) -> VerifyKey:
-    """The public key receipts are verified with (``approvals-signing.pub``).  If there is no
-    key pair yet it is created (the private half stays in its 0600 file); if only the
-    private key exists, the public file is written from it."""
-    folder = Path(directory)
-    path = folder / PUB_FILE
-    if not path.exists():
-        return load_or_create_approval_key(folder).verify_key  # writes the public file too
-    try:
-        return VerifyKey(bytes.fromhex(path.read_text().strip()))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"{path} is not an Ed25519 public key: {exc}", code="config.key"
-        ) from None

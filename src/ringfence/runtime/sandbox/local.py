@@ -27,18 +27,23 @@ Two tiers (:class:`~ringfence.runtime.sandbox.profile.Tier`):
     ``read_only``, everything beneath the work directory, a few devices; no TCP; abstract
     UNIX sockets and signals scoped to the sandbox) and the seccomp filter with ``socket()``
     refused altogether and the process group pinned, then ``exec``.  The work directory is a
-    fresh host directory, removed afterwards.  Weaker: no disk quota (only the file size
-    limit), the host's process list and ``/etc`` are visible by name, CPU and memory limits
-    are per process, and children left behind are killed (``setsid``/``setpgid`` are
-    refused, so the process group holds them all) but reaped by the host's PID 1.  No
-    network allowlist: a ``tier: process`` profile with one is refused, and a bwrap profile
-    that falls back here runs with no network.
+    fresh host directory, removed afterwards.  Weaker: the disk quota is measured, not
+    enforced by the kernel (:mod:`.quota`: the work directory is walked every 50 ms and the
+    run killed past ``disk_bytes``), the host's process list and ``/etc`` are visible by
+    name, CPU and memory limits are per process, and children left behind are killed
+    (``setsid``/``setpgid`` are refused, so the process group holds them all) but reaped by
+    the host's PID 1.  No network allowlist: a ``tier: process`` profile with one is
+    refused, and a bwrap profile that falls back here runs with no network.
 
 Both: an empty environment (``PATH``, ``LANG``, ``HOME`` and ``TMPDIR`` = the work directory,
 plus what the profile and the caller add), rlimits set between ``fork`` and ``exec``, and an
 unprivileged user — when Ringfence runs as root, sandboxes run as uid/gid 65534 (``nobody``;
 bwrap too, so its user namespace maps to an unprivileged host user, which keeps root's files
 closed and ``RLIMIT_NPROC`` counting only sandboxed processes).
+
+A work directory on the host (the process tier's, or a profile's ``workdir`` bound into
+bwrap) is held to ``disk_bytes`` by a :class:`~.quota.DiskWatch`: over it, the run is killed,
+``killed_reason`` is ``"disk"`` and its stderr ends with a ``sandbox.disk_limit`` line.
 
 Availability is probed once per tier by running ``true`` in a real sandbox; a profile whose
 tier is unavailable raises :class:`~ringfence.errors.SandboxUnavailable` unless it allows the
@@ -75,6 +80,7 @@ from ringfence.runtime.sandbox.bwrap import (
 from ringfence.runtime.sandbox.profile import SandboxLimits, SandboxProfile, SandboxResult, Tier
 from ringfence.runtime.sandbox.proxy import EgressProxy, ProxyLimits, Resolver, system_resolver
 from ringfence.runtime.sandbox.pump import pump
+from ringfence.runtime.sandbox.quota import DiskWatch
 
 __all__ = ["Availability", "LocalSandbox"]
 
@@ -284,8 +290,10 @@ class LocalSandbox:
         stdin: bytes,
         preexec: Callable[[], None],
         pass_fds: tuple[int, ...],
+        disk: DiskWatch | None = None,
     ) -> tuple[int, float, SandboxResult]:
-        """Start, feed, collect, kill what is left, reap: (returncode, CPU seconds, result)."""
+        """Start, feed, collect, kill what is left, reap: (returncode, CPU seconds, result).
+        ``disk``: the work directory's disk limit, watched while the run goes."""
         limits = profile.limits
         run_as = self._run_as
         started = time.perf_counter_ns()
@@ -319,14 +327,19 @@ class LocalSandbox:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
 
-        got = pump(proc, stdin, cap=limits.output_bytes, deadline=deadline, kill=kill)
+        with contextlib.nullcontext() if disk is None else disk.watching(kill):
+            got = pump(proc, stdin, cap=limits.output_bytes, deadline=deadline, kill=kill)
         duration = time.perf_counter_ns() - started
         code = proc.returncode
         reason = "timeout" if got.timed_out else _killed_by(code, got.cpu_seconds, limits)
+        stderr = got.stderr
+        if disk is not None and disk.verdict() is not None:
+            reason = "disk"  # whatever else happened: the run went over its disk limit
+            stderr += disk.note()
         result = SandboxResult(
             exit_code=code,
             stdout=got.stdout,
-            stderr=got.stderr,
+            stderr=stderr,
             duration_ns=duration,
             tier_used=tier,
             profile=profile.name,
@@ -359,6 +372,7 @@ class LocalSandbox:
                     rules.allow(device, landlock.READ_FILE | landlock.WRITE_FILE)
                 if not rules.allow(workdir, landlock.READ | landlock.WRITE):
                     raise SandboxError(f"the work directory {workdir} does not exist")
+                disk = DiskWatch(workdir, profile.limits.disk_bytes)
                 program = self._filter(process_tier=True)
                 limits = self._rlimits(profile.limits)
                 ruleset = rules.fd
@@ -383,6 +397,7 @@ class LocalSandbox:
                     stdin=stdin,
                     preexec=preexec,
                     pass_fds=() if code_fd is None else (code_fd,),
+                    disk=disk,
                 )
                 return result
         finally:
@@ -432,6 +447,8 @@ class LocalSandbox:
     ) -> SandboxResult:
         assert self._bwrap is not None
         workdir = profile.workdir or WORKDIR
+        # The private work directory is a tmpfs of disk_bytes; a bound host one is watched.
+        disk = None if profile.workdir is None else DiskWatch(workdir, profile.limits.disk_bytes)
         filter_r, filter_w = os.pipe()
         status_r, status_w = os.pipe()
         try:
@@ -468,6 +485,7 @@ class LocalSandbox:
                 stdin=stdin,
                 preexec=preexec,
                 pass_fds=fds,
+                disk=disk,
             )
             os.close(status_w)
             status_w = -1

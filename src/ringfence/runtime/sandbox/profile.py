@@ -85,9 +85,11 @@ class SandboxLimits:
     ``cpu_seconds`` (RLIMIT_CPU, each process), ``memory_bytes`` (RLIMIT_AS, each process),
     ``processes`` (RLIMIT_NPROC: processes of the sandbox's user), ``file_size_bytes``
     (RLIMIT_FSIZE: largest file written), ``open_files`` (RLIMIT_NOFILE), ``disk_bytes``
-    (size of the private work directory; bwrap tier only), ``wall_seconds`` (the whole run,
-    then everything in it is killed) and ``output_bytes`` (kept of stdout and of stderr each;
-    the rest is read and dropped).
+    (what the run may add to its work directory: the bwrap tier's private tmpfs has this
+    size; a work directory on the host — the process tier's, or a ``workdir`` — is measured
+    every 50 ms and the run killed past it, see :mod:`.quota`), ``wall_seconds`` (the whole
+    run, then everything in it is killed) and ``output_bytes`` (kept of stdout and of stderr
+    each; the rest is read and dropped).
     """
 
     cpu_seconds: int = 10
@@ -133,7 +135,9 @@ class SandboxResult:
     ``exit_code`` follows :mod:`subprocess`: negative means killed by that signal (bwrap's
     ``128 + n`` is reported as ``-n`` so both tiers read the same).  ``killed_reason`` is
     ``"timeout"`` (wall clock; Ringfence killed it), ``"cpu"`` (RLIMIT_CPU), ``"file_size"``
-    (RLIMIT_FSIZE) or None.  Outputs past ``output_bytes`` are dropped and flagged.
+    (RLIMIT_FSIZE), ``"disk"`` (a work directory on the host went over ``disk_bytes``: the run
+    was killed, or ended over it; stderr ends with a ``sandbox.disk_limit`` line) or None.
+    Outputs past ``output_bytes`` are dropped and flagged.
     ``egress``: every connection the run's egress proxy was asked for (allowed or refused), or
     None when no proxy ran (``network: none``, or the process tier).
     """
