@@ -369,8 +369,7 @@ print(sorted(os.listdir(".")), sum(os.path.getsize(n) for n in os.listdir(".")))
 
 @pytest.fixture
 def host_workdir() -> Iterator[Path]:
-    """A folder anyone may write, outside /tmp (bwrap cannot bind a workdir beneath /tmp: it
-    makes /tmp a directory, then cannot point /tmp at the work dir)."""
+    """A folder anyone may write, outside /tmp (a work dir beneath /tmp has its own test)."""
     folder = Path(tempfile.mkdtemp(prefix="ringfence-workdir-", dir="/var/tmp"))
     folder.chmod(0o777)
     yield folder
@@ -386,6 +385,21 @@ def test_a_workdir_on_the_host_is_held_to_the_disk_limit(tier: Tier, host_workdi
     assert over.killed_reason == "disk"
     assert b"sandbox.disk_limit" in over.stderr
     assert (host_workdir / "before").stat().st_size == 16 << 20  # what was there is left alone
+
+
+def test_a_workdir_beneath_tmp_works_and_temp_files_land_in_it(tier: Tier) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="ringfence-workdir-"))  # /tmp/ringfence-workdir-…
+    folder.chmod(0o777)
+    try:
+        profile = dataclasses.replace(_profile(tier), workdir=str(folder))
+        code = "import tempfile; print(tempfile.mkstemp(prefix='t-')[1])"
+        result = _BOX.run(profile, code=code)
+        assert result.ok, result.stderr
+        made = Path(result.stdout.decode().strip())
+        assert made.parent == folder
+        assert [p.name for p in folder.iterdir()] == [made.name]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_workdir_that_cannot_be_measured_runs_nothing(tier: Tier, open_dir: Path) -> None:

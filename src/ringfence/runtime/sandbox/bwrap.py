@@ -84,7 +84,10 @@ def layout(profile: SandboxProfile, *, egress_socket: str | None = None) -> list
     else:
         args += ["--bind", profile.workdir, profile.workdir]
         workdir = profile.workdir
-    if _INNER_TMP not in profile.read_only and workdir != _INNER_TMP:
+    inside_tmp = workdir == _INNER_TMP or workdir.startswith(_INNER_TMP + "/")
+    if _INNER_TMP not in profile.read_only and not inside_tmp:
+        # A work dir under /tmp makes bwrap create /tmp to mount it, so there /tmp stays a
+        # (read-only) folder holding the work dir; TMPDIR points at the work dir either way.
         args += ["--symlink", workdir, _INNER_TMP]
     if egress_socket is not None:
         args += ["--ro-bind", egress_socket, EGRESS_SOCKET]
