@@ -121,6 +121,7 @@ class Controls:
             store, owns_store = MemoryControlStore(), True
         self.store = store
         self._limits = limits
+        self.learns = bool(limits.breakers)  # whether outcomes matter (record() does work)
         self._clock = clock
         self._owns_store = owns_store
         self._generation = store.generation
@@ -173,28 +174,26 @@ class Controls:
         store fails, the answer is a deny (``ringfence:internal``).
         """
         try:
-            return self._check(action, now_ns)
+            # The common case inline (one call per decision): nothing killed, no limits.
+            if self._generation() != self._gen:
+                self._refresh()
+            kills = self._kills
+            if kills:
+                kill = kills.hit(
+                    action.agent, action.tool, action.session, action.user, action.delegation
+                )
+                if kill is not None:
+                    return KILL_RULE, (
+                        f"kill switch on {kill.scope}: {kill.reason or 'no reason given'} "
+                        f"(kill {kill.id} by {kill.by})"
+                    )
+            if not self._limits:
+                return None
+            plan = self._plans.get(action.kind, action.tool)
+            return None if plan is None else self._check_limits(plan, action, now_ns)
         except Exception as exc:
             log.exception("controls failed while checking %s %r", action.kind, action.tool)
             return INTERNAL_RULE, f"limits and kill switch unavailable: {type(exc).__name__}"
-
-    def _check(self, action: Action, now_ns: int) -> Hit | None:
-        if self._generation() != self._gen:
-            self._refresh()
-        kills = self._kills
-        if kills:
-            kill = kills.hit(
-                action.agent, action.tool, action.session, action.user, action.delegation
-            )
-            if kill is not None:
-                return KILL_RULE, (
-                    f"kill switch on {kill.scope}: {kill.reason or 'no reason given'} "
-                    f"(kill {kill.id} by {kill.by})"
-                )
-        if not self._limits:
-            return None
-        plan = self._plans.get(action.kind, action.tool)
-        return None if plan is None else self._check_limits(plan, action, now_ns)
 
     def _check_limits(self, plan: Plan, action: Action, now_ns: int) -> Hit | None:
         loop = plan.loop

@@ -284,9 +284,10 @@ class Guard(Wrapping, Verdicts, SecretWiring):
             if action.session is not None:
                 action = self.sessions.prepare(action)
             decision, resources = self.policy.decide(action, decision_id)
+            now = self._clock()
             controls = self.controls
             if controls is not None and decision.effect is not Effect.DENY:
-                hit = controls.check(action, self._clock())  # never raises; fails closed
+                hit = controls.check(action, now)  # never raises; fails closed
                 if hit is not None:  # obligations kept: the record is still redacted
                     decision = msgspec.structs.replace(
                         decision, effect=Effect.DENY, rules=(hit[0],), reasons=(hit[1],)
@@ -305,7 +306,7 @@ class Guard(Wrapping, Verdicts, SecretWiring):
                 action,
                 decision,
                 resources,
-                time_ns=self._clock(),
+                time_ns=now,
                 policy_name=self.policy.name,
                 enforced=self._enforced,
             )

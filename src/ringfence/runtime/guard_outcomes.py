@@ -125,8 +125,10 @@ class OutcomeRecording:
             self.record_outcome(action, decision, started_ns=started_ns, result=result)
             return
         duration = _perf_ns() - started_ns
-        if self.controls is not None:
-            self.controls.record(action, True, duration, self._clock())
+        now = self._clock()
+        controls = self.controls
+        if controls is not None and controls.learns:  # only breakers learn from outcomes
+            controls.record(action, True, duration, now)
         try:
             data = _encode_result(result)
         except Exception:
@@ -136,7 +138,7 @@ class OutcomeRecording:
                 outcome_record(
                     decision.decision_id,
                     action,
-                    self._clock(),
+                    now,
                     "ok",
                     duration,
                     _sha256(data).hexdigest(),
