@@ -47,6 +47,8 @@ class AuditLog:
         checkpoint_seconds: float = 1.0,
     ) -> None:
         self.store = store
+        # A store that checks its journal frames by the record's leaf hash takes it too.
+        self._append_hashed: Any = getattr(store, "append_hashed", None)
         self._key = signing_key
         self._clock = clock
         self._every = checkpoint_every
@@ -137,10 +139,14 @@ class AuditLog:
                 raise AuditError(f"record cannot be encoded: {exc.message}") from exc
             except (TypeError, ValueError, OverflowError) as exc:
                 raise AuditError(f"record cannot be encoded: {exc}") from exc
-            self.store.append(seq, data)  # raises AuditError; nothing below runs then
             h = _LEAF_PREFIX.copy()  # RFC 9162 leaf hash, without copying the record
             h.update(data)
             leaf = h.digest()
+            # Durable before anything below: append raises AuditError, and nothing changes.
+            if self._append_hashed is not None:
+                self._append_hashed(seq, data, leaf)
+            else:
+                self.store.append(seq, data)
             # Folded into the tree in batches (at seal time): same hashes, off the hot path.
             self._unfolded.append(leaf)
             self._size = seq + 1

@@ -3,7 +3,8 @@
 Layout of a store directory::
 
     audit.sqlite        records(seq, data) and checkpoints(...), WAL mode
-    audit-journal.N     frames not yet (or just) committed to SQLite — see journal.py
+    audit-journal2.N    frames not yet (or just) committed to SQLite — see journal.py
+                        (audit-journal.N: the same, from a version before hashed frames)
     audit.lock          held (flock) by the one process appending
     audit-ingest.lock   held by the ingest helper process while it runs — see ingest.py
 
@@ -45,6 +46,7 @@ from ringfence.stores.journal import (
     RECORD,
     JournalFile,
     journal_files,
+    journal_path,
     read_frames,
 )
 from ringfence.stores.wal import use_wal
@@ -217,7 +219,7 @@ class SQLiteAuditStore:
             path.unlink()
 
     def _open_journal(self) -> None:
-        path = self.path / f"audit-journal.{self._generation}"
+        path = journal_path(self.path, self._generation)
         # Memory-mapped only when a record need not reach the disk before append returns:
         # fdatasync would flush the whole preallocated file's metadata for nothing.
         self._journal = JournalFile(
@@ -252,17 +254,21 @@ class SQLiteAuditStore:
         """Make a signed checkpoint durable, with the tree state to resume from it."""
         self.append(checkpoint.size, _pack_checkpoint(checkpoint, state), CHECKPOINT)
 
-    def append(self, seq: int, payload: bytes, kind: int = RECORD) -> None:
+    def append(
+        self, seq: int, payload: bytes, kind: int = RECORD, leaf: bytes | None = None
+    ) -> None:
         """Make record ``seq`` durable (see the durability setting) before returning.
 
         ``kind`` is for this store's own use (checkpoint frames go through here too).
+        ``leaf``: the record's RFC 9162 leaf hash, if the caller has it: the journal frame
+        is then checked by it instead of by a CRC32.
         """
         with self._lock:
             journal = self._journal
             if self._closed or self.readonly or self._failure is not None or journal is None:
                 raise self._refusal()
             try:
-                journal.write(kind, seq, payload)
+                journal.write(kind, seq, payload, leaf)
             except OSError as exc:
                 # Part of the frame may be in the file: a frame written after it would be
                 # unreadable on recovery, so nothing more is written by this store.
@@ -291,6 +297,11 @@ class SQLiteAuditStore:
                 # would make the log writer hand the same seq to the next record.  The batch
                 # stays pending and is retried.
                 log.exception("audit store %s: moving records into SQLite failed", self.path)
+
+    def append_hashed(self, seq: int, payload: bytes, leaf: bytes) -> None:
+        """:meth:`append` a record whose RFC 9162 leaf hash the caller has computed: its
+        journal frame is checked by that hash instead of a CRC32 (≈ 0.3 µs less a record)."""
+        self.append(seq, payload, RECORD, leaf)
 
     def _refusal(self) -> AuditError:
         if self._closed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import struct
 import zlib
@@ -13,6 +14,7 @@ import pytest
 from ringfence.stores import journal
 from ringfence.stores.journal import (
     CHECKPOINT,
+    HASHED_RECORD,
     MAX_FRAME,
     RECORD,
     JournalFile,
@@ -184,3 +186,60 @@ def test_an_existing_journal_file_is_never_reused(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         JournalFile(path, mapped=True, capacity=4096)
     assert list(read_frames(path)) == [(RECORD, 0, b"old")]
+
+
+# -- records checked by their leaf hash ----------------------------------------------------------
+
+
+def leaf_of(payload: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + payload).digest()
+
+
+def hashed(tmp_path: Path, *frames: tuple[int, int, bytes]) -> bytes:
+    """The bytes JournalFile.write puts down for ``frames``, records with their leaf hash."""
+    path = tmp_path / "hashed.journal"
+    f = JournalFile(path, mapped=False, capacity=0)
+    for kind, seq, payload in frames:
+        f.write(kind, seq, payload, leaf_of(payload) if kind == RECORD else None)
+    f.close()
+    data = path.read_bytes()
+    path.unlink()
+    return data
+
+
+def test_a_hashed_record_frame_is_its_leaf_hash_not_a_crc(tmp_path: Path) -> None:
+    data = hashed(tmp_path, (RECORD, 7, b"abc"))
+    head = struct.pack("<BQI", HASHED_RECORD, 7, 3)
+    assert data == head + b"abc" + leaf_of(b"abc") + struct.pack("<I", zlib.crc32(head))
+
+
+def test_hashed_and_crc_frames_read_back_alike(tmp_path: Path) -> None:
+    frames = [(RECORD, 0, b"{}"), (CHECKPOINT, 1, b"\x00\xff" * 100), (RECORD, 2, b"")]
+    data = hashed(tmp_path, *frames) + encode_frame(RECORD, 3, b"old")
+    path = write(tmp_path / "j", data)
+    assert list(read_frames(path)) == [*frames, (RECORD, 3, b"old")]
+
+
+@pytest.mark.parametrize("cut", range(1, 13 + 6 + 36))
+def test_every_truncation_of_a_hashed_frame_drops_only_it(tmp_path: Path, cut: int) -> None:
+    data = hashed(tmp_path, (RECORD, 0, b"first"), (RECORD, 1, b"second"))
+    path = write(tmp_path / "j", data[: len(data) - cut])
+    assert list(read_frames(path)) == [(RECORD, 0, b"first")]
+
+
+@pytest.mark.parametrize("position", range(13 + 6 + 36))
+def test_any_flipped_byte_in_a_hashed_frame_drops_only_it(tmp_path: Path, position: int) -> None:
+    data = bytearray(hashed(tmp_path, (RECORD, 0, b"first"), (RECORD, 1, b"second")))
+    data[13 + 5 + 36 + position] ^= 0x40
+    path = write(tmp_path / "j", bytes(data))
+    assert list(read_frames(path)) == [(RECORD, 0, b"first")]
+
+
+def test_a_leaf_of_the_wrong_size_or_for_a_checkpoint_falls_back_to_a_crc(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    f = JournalFile(path, mapped=False, capacity=0)
+    f.write(RECORD, 0, b"a", b"short")
+    f.write(CHECKPOINT, 1, b"b", leaf_of(b"b"))
+    f.close()
+    assert path.read_bytes() == encode_frame(RECORD, 0, b"a") + encode_frame(CHECKPOINT, 1, b"b")
+    assert list(read_frames(path)) == [(RECORD, 0, b"a"), (CHECKPOINT, 1, b"b")]

@@ -60,7 +60,7 @@ def test_append_and_read_back(writer: SQLiteAuditStore, store_dir: Path) -> None
     assert writer.count() == 5
     assert sorted(p.name for p in store_dir.iterdir()) == [
         "audit-ingest.lock",
-        "audit-journal.1",
+        "audit-journal2.1",
         "audit.lock",
         "audit.sqlite",
         "audit.sqlite-shm",
@@ -248,13 +248,13 @@ def test_journal_rotates_and_committed_generations_are_deleted(
     rows = chain(12)
     for seq, data in rows[:6]:
         store.append(seq, data)
-    assert [p.name for p in journals(store_dir)] == ["audit-journal.1"]
+    assert [p.name for p in journals(store_dir)] == ["audit-journal2.1"]
     store.flush()
-    assert [p.name for p in journals(store_dir)] == ["audit-journal.2"]
+    assert [p.name for p in journals(store_dir)] == ["audit-journal2.2"]
     for seq, data in rows[6:]:
         store.append(seq, data)
     store.flush()
-    assert [p.name for p in journals(store_dir)] == ["audit-journal.3"]
+    assert [p.name for p in journals(store_dir)] == ["audit-journal2.3"]
     assert list(store.records()) == rows
     store.close()
     assert journals(store_dir) == []
@@ -397,7 +397,7 @@ def test_a_journal_that_cannot_rotate_stops_later_writes_not_this_one(
     real_open = journal_module.os.open
 
     def no_new_files(path: Any, flags: int, mode: int = 0o777) -> int:
-        if "audit-journal." in str(path):
+        if "audit-journal" in str(path):
             raise OSError(24, "Too many open files")
         return real_open(path, flags, mode)
 
@@ -431,7 +431,7 @@ def test_journal_recovery_after_a_kill(
     caplog.set_level(logging.WARNING)
     store = SQLiteAuditStore(store_dir)
     assert "recovered 10 record(s) and 2 checkpoint(s)" in caplog.text
-    assert [p.name for p in journals(store_dir)] == ["audit-journal.1"]  # a fresh, empty one
+    assert [p.name for p in journals(store_dir)] == ["audit-journal2.1"]  # a fresh, empty one
     assert list(read_frames(journals(store_dir)[0])) == []
     log = new_log(store, signing_key, checkpoint_every=4)
     assert log.size == 10
@@ -574,7 +574,8 @@ def test_recovery_reads_every_generation_in_order(store_dir: Path, signing_key: 
     for seq, data in rows[:5]:
         store.append(seq, data)
     abandon(store)
-    # A writer killed mid-rotation leaves several generations; 10 sorts after 9.
+    # A writer killed mid-rotation leaves several generations; 10 sorts after 9.  Files of an
+    # older version (audit-journal.N, CRC frames) are read in order with this one's.
     (first,) = journals(store_dir)
     for gen, part in ((2, rows[5:10]), (9, rows[10:20]), (10, rows[20:])):
         frames = b"".join(encode_frame(RECORD, s, d) for s, d in part)
@@ -590,10 +591,10 @@ def test_recovery_reads_every_generation_in_order(store_dir: Path, signing_key: 
     assert list(store.records()) == rows
     assert store.checkpoints() == [cp]
     assert store.resume_point() == (30, state)
-    assert [p.name for p in journals(store_dir)] == ["audit-journal.1"]
+    assert [p.name for p in journals(store_dir)] == ["audit-journal2.1"]
     assert list(read_frames(journals(store_dir)[0])) == []
     store.close()
-    assert first.name == "audit-journal.1"
+    assert first.name == "audit-journal2.1"
 
 
 def test_fsync_rotation_under_concurrent_writers(
@@ -703,7 +704,7 @@ def test_close_never_deletes_the_only_copy(
     with pytest.raises(AuditError) as err:
         store.close()
     assert err.value.code == "audit.corrupt"
-    assert [p.name for p in journals(store_dir)] == ["audit-journal.1"]
+    assert [p.name for p in journals(store_dir)] == ["audit-journal2.1"]
     again = SQLiteAuditStore(store_dir, flush_interval=3600)  # lock was released; recovers
     assert list(again.records()) == rows
     again.close()
@@ -740,3 +741,25 @@ def test_a_quiet_writer_in_helper_mode_still_reaches_sqlite(
         time.sleep(0.05)  # no read, no close: the idle flusher moves the current journal too
     assert sql_rows(store_dir) == 60
     store.close()
+
+
+def test_the_log_writes_hashed_frames_that_survive_a_kill(
+    store_dir: Path, signing_key: SigningKey
+) -> None:
+    """The audit log hands its leaf hashes to the store: the journal holds hashed frames
+    (checked by that hash), in files an older version's ``audit-journal.*`` never matches."""
+    from ringfence.stores.journal import HASHED_RECORD
+
+    log = new_log(SQLiteAuditStore(store_dir, flush_interval=3600), signing_key)
+    for n in range(5):
+        log.append({"n": n})
+    (path,) = journals(store_dir)
+    assert path.read_bytes()[0] == HASHED_RECORD
+    assert not list(store_dir.glob("audit-journal.*"))  # what an older version looks for
+    abandon_log(log)  # killed: nothing flushed into SQLite
+    log = new_log(SQLiteAuditStore(store_dir), signing_key)
+    assert log.append({"n": 5}) == 5
+    assert log.verify().ok
+    log.close()
+    with reader(store_dir) as r:
+        assert [decode(d)["n"] for _, d in r.records()] == [0, 1, 2, 3, 4, 5]
