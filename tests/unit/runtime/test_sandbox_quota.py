@@ -7,6 +7,8 @@ waits for it with a generous deadline."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 
@@ -112,16 +114,50 @@ def test_a_folder_that_cannot_be_read_is_a_problem(
     assert usage.problem is not None and "cannot read" in usage.problem
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any directory")
-def test_a_folder_made_unreadable_is_a_problem(tmp_path: Path) -> None:
-    hidden = tmp_path / "hidden"
-    write(hidden / "big", MiB)
-    hidden.chmod(0)
+def test_a_folder_made_unreadable_is_a_problem() -> None:
+    """Real permissions: as root (which reads any directory) the walk runs in a child that
+    has dropped to ``nobody`` first, as a sandboxed run's files would be measured for it."""
+    root = Path(tempfile.mkdtemp(prefix="ringfence-quota-"))  # under /tmp: anyone may enter
     try:
-        usage = measure(str(tmp_path), EVERYTHING)
-    finally:
+        root.chmod(0o755)
+        hidden = root / "hidden"
+        write(hidden / "big", MiB)
+        assert _measure_as_user(root) is None  # the folder itself can be read
+        hidden.chmod(0)
+        problem = _measure_as_user(root)
         hidden.chmod(0o700)
-    assert usage.problem is not None and "cannot read" in usage.problem
+        assert problem is not None and "cannot read" in problem and "hidden" in problem
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _measure_as_user(folder: Path) -> str | None:
+    if os.geteuid() != 0:
+        return measure(str(folder), EVERYTHING).problem
+    return _measured_as_nobody(folder)
+
+
+def _measured_as_nobody(folder: Path) -> str | None:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop to nobody, measure, report the problem through the pipe
+        code = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            problem = measure(str(folder), EVERYTHING).problem
+            os.write(write_end, (problem or "").encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        said = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return said or None
 
 
 def test_a_missing_root_is_a_problem(tmp_path: Path) -> None:
