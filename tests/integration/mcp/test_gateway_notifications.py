@@ -100,3 +100,19 @@ async def test_poisoned_instructions_are_withheld(tmp_path: Path) -> None:
         init = await gw.initialize()
     assert "instructions" not in init["result"] or "id_rsa" not in str(init["result"])
     assert "instructions withheld" in setup.log_text()
+
+
+async def test_a_2026_client_hears_of_the_change_on_its_listen_stream(tmp_path: Path) -> None:
+    from .conftest import gateway_client, names
+
+    setup = setup_for(tmp_path)
+    async with gateway_client(setup, mode="auto") as client:
+        assert client.protocol_version == "2026-07-28"
+        assert "chg__note" in names(await client.list_tools())
+        async with client.listen(tools_list_changed=True) as changes:
+            await client.call_tool("chg__flip", {})
+            with anyio.fail_after(10):
+                async for _ in changes:
+                    break
+        # The changed tool is quarantined: no longer listed.
+        assert "chg__note" not in names(await client.list_tools())

@@ -29,6 +29,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import mcp_types as types
 from mcp.server import Server, ServerRequestContext
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.shared.exceptions import MCPError
 
 from ringfence import __version__
@@ -220,6 +221,14 @@ def build_server(
         with presenting(conn):
             return await gateway.get_prompt(conn, params.name, params.arguments)
 
+    # 2026-07-28 clients hear of tool-list changes on a subscriptions/listen stream: every
+    # change the gateway sees (a server's list_changed, a quarantine) is published to it.
+    bus = InMemorySubscriptionBus()
+
+    async def tools_changed() -> None:
+        await bus.publish(ToolsListChanged())
+
+    gateway.listeners.append(tools_changed)
     return Server(
         "ringfence-gateway",
         version=__version__,
@@ -232,6 +241,7 @@ def build_server(
         on_read_resource=read_resource,
         on_list_prompts=list_prompts,
         on_get_prompt=get_prompt,
+        on_subscriptions_listen=ListenHandler(bus),
     )
 
 
