@@ -44,6 +44,8 @@ from mcp.shared.message import SessionMessage
 from mcp_types import methods
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from ringfence.adapters.mcp.framing import leading_id, skip_line
+
 __all__ = ["ENVELOPE_KEYS", "Lane", "LaneClosed", "LaneError", "pipe_client"]
 
 log = logging.getLogger("ringfence.gateway")
@@ -168,6 +170,15 @@ class Lane:
             future.set_result(root)
         return True
 
+    def refuse(self, request_id: str, why: str) -> bool:
+        """Fail lane request ``request_id`` with an internal error (its answer could not be
+        read); False if no such request is waiting."""
+        future = self._pending.get(request_id)
+        if future is None or future.done():
+            return False
+        future.set_exception(LaneError(types.INTERNAL_ERROR, why))
+        return True
+
     def close(self) -> None:
         """End the lane: every waiting request fails with LaneClosed."""
         self._closed = True
@@ -231,8 +242,12 @@ async def pipe_client(
                 await _deliver(exc.partial)
             return False
         except asyncio.LimitOverrunError:
-            await _skip(stdout)
+            answered = leading_id(await skip_line(stdout))
             log.warning("MCP server sent a message larger than %d bytes", max_bytes)
+            if isinstance(answered, str) and lane.refuse(
+                answered, f"the server's answer is larger than {max_bytes} bytes"
+            ):
+                return True  # that lane request fails now instead of timing out
             await read_send.send(ValueError(f"message larger than {max_bytes} bytes"))
             return True
         except (ConnectionError, OSError):
@@ -278,22 +293,12 @@ async def pipe_client(
             finally:
                 lane.close()
                 tg.cancel_scope.cancel()
+                for stream in (read_recv, write_send, read_send, write_recv):
+                    stream.close()  # as the SDK's own transport does; idempotent
     finally:
         lane.close()
         with anyio.CancelScope(shield=True):
             await _stop(proc)
-
-
-async def _skip(reader: asyncio.StreamReader) -> None:
-    """Drop the rest of an oversized line, up to and including its newline."""
-    while True:
-        try:
-            await reader.readuntil(b"\n")
-            return
-        except asyncio.LimitOverrunError as exc:
-            await reader.readexactly(exc.consumed)
-        except asyncio.IncompleteReadError:
-            return
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> None:

@@ -18,7 +18,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,6 +28,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from mcp.shared.message import SessionMessage
 
 from ringfence.adapters.mcp.fastpath import DirectCalls
+from ringfence.adapters.mcp.framing import leading_id, skip_line
 
 __all__ = ["INVALID_REQUEST", "PARSE_ERROR", "wire_stdio"]
 
@@ -93,7 +93,7 @@ async def wire_stdio(
                     if not line.strip():
                         return
                 except asyncio.LimitOverrunError:
-                    request_id = _leading_id(await _skip_line(reader))
+                    request_id = leading_id(await skip_line(reader))
                     log.warning("refused a message larger than %d bytes", max_bytes)
                     await reply_error(
                         request_id, INVALID_REQUEST, f"message larger than {max_bytes} bytes"
@@ -130,35 +130,6 @@ async def wire_stdio(
         if direct is not None:
             await direct.drain()
         transport.close()
-
-
-async def _skip_line(reader: asyncio.StreamReader) -> bytes:
-    """Drop the rest of an oversized line, up to and including its newline; its first bytes."""
-    head = b""
-    while True:
-        try:
-            chunk = await reader.readuntil(b"\n")
-            return head or chunk[:256]
-        except asyncio.LimitOverrunError as exc:
-            chunk = await reader.readexactly(exc.consumed)
-            head = head or chunk[:256]
-        except asyncio.IncompleteReadError:
-            return head
-
-
-# The id of a message too large to parse, when it comes first (after "jsonrpc"), as every
-# SDK writes it; otherwise the reply's id is null.  Never guessed from deeper in the text.
-_LEADING_ID = re.compile(
-    rb'^\s*\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*(-?\d{1,18}|"[^"\\]{0,128}")\s*,'
-)
-
-
-def _leading_id(head: bytes) -> int | str | None:
-    m = _LEADING_ID.match(head)
-    if m is None:
-        return None
-    raw = m[1].decode()
-    return raw[1:-1] if raw.startswith('"') else int(raw)
 
 
 def _diagnose(line: bytes, exc: Exception) -> tuple[Any, int, str]:
