@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any, ParamSpec, TypeVar
 
@@ -34,7 +35,11 @@ from mcp.shared.exceptions import MCPError
 
 from ringfence import __version__
 from ringfence.adapters.mcp.config import GatewayConfig, Identity
-from ringfence.adapters.mcp.credentials import ClientCredentials, describe_request
+from ringfence.adapters.mcp.credentials import (
+    CREDENTIAL_REFUSED,
+    ClientCredentials,
+    describe_request,
+)
 from ringfence.adapters.mcp.gateway import Connection, Gateway, GatewayError
 from ringfence.core.action import ActionKind
 from ringfence.errors import IdentityError
@@ -268,6 +273,7 @@ def bearer_identity(
     guard: Guard | None = None,
     *,
     clock: Clock = time.time_ns,
+    refusals: RefusalBudget | None = None,
 ) -> Callable[..., Awaitable[None]]:
     """ASGI middleware: map the bearer token to an identity, or answer 401.
 
@@ -276,13 +282,17 @@ def bearer_identity(
 
     With ``identity.verify`` the token is the client's credential, verified with ``guard``'s
     verifier on every request (``clock``: the Guard's); a failure is a 401 whose body is a
-    JSON-RPC error with the coded reason, recorded as a decision by ``ringfence:identity``.
+    JSON-RPC error with the coded reason, recorded as a decision by ``ringfence:identity`` —
+    up to ``refusals`` (:class:`RefusalBudget`) per client address; past it, 429.
     """
     if config.identity.verify or (guard is not None and guard.verifier is not None):
         if guard is None:
             raise TypeError("bearer_identity needs the Guard when identity.verify is on")
         return _credential_middleware(
-            ClientCredentials(guard, config, clock=clock), app, config.max_message_bytes
+            ClientCredentials(guard, config, clock=clock),
+            app,
+            config.max_message_bytes,
+            refusals or RefusalBudget(),
         )
     tokens = config.listen.tokens if config.listen else {}
 
@@ -305,8 +315,50 @@ def bearer_identity(
     return middleware
 
 
+class RefusalBudget:
+    """How many refused requests each client address gets on record: a token bucket per
+    address (``burst``, refilled at ``rate`` a second), so that whoever can reach the port
+    cannot flood the audit log with refusals.  Past it a request is answered 429 and only
+    counted; the count goes on record with that address's next recorded refusal."""
+
+    def __init__(
+        self,
+        rate: float = 10.0,
+        burst: int = 50,
+        *,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._max = max_clients
+        self._clock = clock
+        self._buckets: OrderedDict[str, list[float]] = OrderedDict()  # [tokens, at, skipped]
+
+    def take(self, client: str) -> tuple[bool, int]:
+        """(record this refusal?, refusals not recorded since the last recorded one)."""
+        now = self._clock()
+        bucket = self._buckets.pop(client, None)
+        if bucket is None:
+            bucket = [float(self.burst), now, 0.0]
+        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+        self._buckets[client] = bucket
+        while len(self._buckets) > self._max:
+            self._buckets.popitem(last=False)  # the least recently refused first
+        bucket[1] = now
+        if tokens < 1:
+            bucket[0], bucket[2] = tokens, bucket[2] + 1
+            return False, 0
+        skipped = int(bucket[2])
+        bucket[0], bucket[2] = tokens - 1, 0.0
+        return True, skipped
+
+
 def _credential_middleware(
-    creds: ClientCredentials, app: Callable[..., Awaitable[None]], max_body: int
+    creds: ClientCredentials,
+    app: Callable[..., Awaitable[None]],
+    max_body: int,
+    refusals: RefusalBudget,
 ) -> Callable[..., Awaitable[None]]:
     """Verify ``Authorization: Bearer <credential>`` on every HTTP request."""
 
@@ -330,6 +382,15 @@ def _credential_middleware(
         try:
             verified = creds.verify(credential)
         except IdentityError as exc:
+            client = scope.get("client")
+            address = str(client[0]) if client else "unknown"
+            recorded, skipped = refusals.take(address)
+            if not recorded:
+                await _respond_429(send)
+                return
+            if skipped:
+                more = f"{skipped} more refused requests from {address} not on record"
+                exc = IdentityError(f"{exc.message} ({more})", code=exc.code)
             await _refuse(creds, exc, scope, receive, send, max_body)
             return
         scope[IDENTITY_KEY] = creds.identity(verified)
@@ -379,6 +440,28 @@ async def _read_body(receive: Any, limit: int) -> bytes | None:
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
+
+
+async def _respond_429(send: Any) -> None:
+    body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": None,
+            "error": {
+                "code": CREDENTIAL_REFUSED,
+                "message": "too many refused requests from this address: not verified, "
+                "not on record; retry later with a valid credential",
+            },
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _respond_401(send: Any, body: bytes, challenge: bytes) -> None:

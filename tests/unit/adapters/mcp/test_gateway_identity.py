@@ -45,7 +45,7 @@ from ringfence.adapters.mcp.credentials import (
 )
 from ringfence.adapters.mcp.gateway import Connection, Gateway, GatewayError
 from ringfence.adapters.mcp.run import _Uvicorn
-from ringfence.adapters.mcp.server import bearer_identity, build_server
+from ringfence.adapters.mcp.server import RefusalBudget, bearer_identity, build_server
 from ringfence.core.audit.encoding import decode
 from ringfence.errors import ConfigError
 from ringfence.runtime.audit import AuditLog
@@ -191,14 +191,14 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serving_http(env: Env) -> AsyncIterator[str]:
+async def serving_http(env: Env, refusals: RefusalBudget | None = None) -> AsyncIterator[str]:
     """The gateway over Streamable HTTP on a free port, as ``serve_http`` wires it."""
     server = build_server(env.gateway, clock=env.clock)
     app = server.streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1")
     port = free_port()
     uv = _Uvicorn(
         uvicorn.Config(
-            bearer_identity(env.config, app, env.guard, clock=env.clock),
+            bearer_identity(env.config, app, env.guard, clock=env.clock, refusals=refusals),
             host="127.0.0.1",
             port=port,
             log_level="warning",
@@ -708,3 +708,52 @@ def test_client_credentials_need_the_guards_verifier(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         bearer_identity(config, lambda *a: None)  # type: ignore[arg-type]
     log.close()
+
+
+class Ticks:
+    """A monotonic clock a test moves by hand (seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_refusal_budget_per_address() -> None:
+    ticks = Ticks()
+    budget = RefusalBudget(rate=2.0, burst=3, max_clients=2, clock=ticks)
+    assert [budget.take("a") for _ in range(5)] == [(True, 0)] * 3 + [(False, 0)] * 2
+    assert budget.take("b") == (True, 0)  # each address has its own bucket
+    ticks.now += 0.5  # one token back for "a": the two it refused go on record with it
+    assert budget.take("a") == (True, 2)
+    assert budget.take("a") == (False, 0)
+    budget.take("c")  # a third address: the least recently refused ("b") is forgotten
+    assert budget.take("b") == (True, 0)
+
+
+async def test_http_a_flood_of_bad_credentials_is_not_a_flood_of_records(env: Env) -> None:
+    ticks = Ticks()
+    budget = RefusalBudget(rate=1.0, burst=5, clock=ticks)
+    mcp_headers = {
+        "Accept": "application/json, text/event-stream",
+        "Authorization": "Bearer not-a-credential",
+    }
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    async with serving_http(env, refusals=budget) as url, httpx2.AsyncClient() as http:
+        statuses = [
+            (await http.post(url, json=ping, headers=mcp_headers)).status_code for _ in range(30)
+        ]
+        assert statuses == [401] * 5 + [429] * 25
+        limited = await http.post(url, json=ping, headers=mcp_headers)
+        assert limited.status_code == 429 and limited.headers["retry-after"] == "1"
+        assert limited.json()["error"]["code"] == CREDENTIAL_REFUSED
+        ticks.now += 1.0
+        assert (await http.post(url, json=ping, headers=mcp_headers)).status_code == 401
+        # A valid credential is never held up by the budget.
+        async with http_client(url, env.root()) as (client, _):
+            assert "hi" in text_of(await client.call_tool("up__echo", {"text": "hi"}))
+    refused = [r for r in env.decisions() if r["rules"] == [IDENTITY_RULE]]
+    assert len(refused) == 6
+    assert "26 more refused requests from 127.0.0.1 not on record" in refused[-1]["reasons"][0]
+    assert env.log.verify().ok
