@@ -57,8 +57,6 @@ class DirectCalls:
         self.gateway = gateway
         self.enabled = enabled  # False: only follow the negotiation (see handshake)
         self.conn = conn
-        self.server = server
-        self.taken = 0  # calls answered here (tests and the benchmark check it)
         # The SDK hands out a fresh deep copy per access so that no response can alias it;
         # this one is only ever encoded, never changed, so one copy serves every answer.
         self._stamp = server.server_info_stamp
@@ -104,7 +102,6 @@ class DirectCalls:
         )
         self._calls[request.id] = task
         task.add_done_callback(functools.partial(self._done, request.id))
-        self.taken += 1
         return True
 
     def _done(self, request_id: types.RequestId, _: object) -> None:
