@@ -64,11 +64,15 @@ class OutcomeRecording:
         error: BaseException | None = None,
         content: Any = None,
         labels: tuple[str, ...] = (),
+        observed: Any = None,
     ) -> None:
         """Record what happened when an allowed action ran (ok/error, duration, result hash).
 
         ``content``, if given, is stored in the record as is (redact it first); ``labels``
         are the session labels the result brought, recorded and added to the session.
+        ``observed`` is what of the result the session takes in (its provenance and the
+        tripwire scan), when that is less than ``result`` itself: an adapter that knows the
+        result's protocol passes only what the model will read, without the envelope.
         """
         duration = time.perf_counter_ns() - started_ns
         if self.controls is not None:  # circuit breakers learn from outcomes
@@ -82,7 +86,8 @@ class OutcomeRecording:
                     labels = tuple(sorted({*labels, *declared.labels}))
                 named = declared.user_named
             try:
-                labels = self.sessions.observed(session, result, labels, named)
+                seen = result if observed is None else observed
+                labels = self.sessions.observed(session, seen, labels, named)
             except Exception:
                 log.exception("session store failed observing %s", decision.decision_id)
         elif session is not None and labels:

@@ -67,12 +67,29 @@ class DirectCalls:
 
     # -- what the client sends ------------------------------------------------------------------
 
+    def take_call(self, raw: Any, out: asyncio.StreamWriter) -> bool:
+        """Whether ``raw`` (a line as decoded JSON) is a plain ``tools/call`` request taken
+        here, before the SDK parses it.  Anything this does not recognise as exactly such a
+        request the SDK's parser sees as before (:meth:`take` then sees it too): only a
+        request the SDK's ``JSONRPCRequest`` would accept as is (it ignores extra keys) is
+        taken, and its params still go through the SDK's ``CallToolRequestParams``."""
+        if not self.enabled or not isinstance(raw, dict) or raw.get("method") != "tools/call":
+            return False
+        request_id = raw.get("id")
+        if (
+            raw.get("jsonrpc") != "2.0"
+            or not isinstance(request_id, int | str)
+            or isinstance(request_id, bool)
+        ):
+            return False
+        return self._call(request_id, raw.get("params"), out)
+
     def take(self, message: types.JSONRPCMessage, out: asyncio.StreamWriter) -> bool:
         """Whether ``message`` was taken here (else the SDK server gets it)."""
         root = getattr(message, "root", message)
         if isinstance(root, types.JSONRPCRequest):
             if root.method == "tools/call":
-                return self.enabled and self._call(root, out)
+                return self.enabled and self._call(root.id, root.params, out)
             if root.method == "initialize":
                 self._initialize_ids.add(root.id)
             return False
@@ -83,25 +100,24 @@ class DirectCalls:
                 return self._cancel(root.params)
         return False
 
-    def _call(self, request: types.JSONRPCRequest, out: asyncio.StreamWriter) -> bool:
-        params = request.params
+    def _call(self, request_id: types.RequestId, params: Any, out: asyncio.StreamWriter) -> bool:
         if not isinstance(params, dict):
             return False
         meta = params.get("_meta")
         if meta is not None and (not isinstance(meta, dict) or "progressToken" in meta):
             return False
-        version = self._version(request.method, params, meta)
-        if version is None or request.id in self._calls:
+        version = self._version("tools/call", params, meta)
+        if version is None or request_id in self._calls:
             return False
         try:
             call = types.CallToolRequestParams.model_validate(params, by_name=False)
         except ValueError:
             return False  # the SDK server answers with its own error
         task = asyncio.get_running_loop().create_task(
-            self._answer(request.id, version, call.name, call.arguments, out)
+            self._answer(request_id, version, call.name, call.arguments, out)
         )
-        self._calls[request.id] = task
-        task.add_done_callback(functools.partial(self._done, request.id))
+        self._calls[request_id] = task
+        task.add_done_callback(functools.partial(self._done, request_id))
         return True
 
     def _done(self, request_id: types.RequestId, _: object) -> None:

@@ -43,8 +43,8 @@ from ringfence.adapters.mcp.results import (
     GatewayError,
     ToolError,
     denied_result,
+    lane_result,
     rpc_error,
-    tool_result,
     upstream_error,
     wire,
 )
@@ -331,16 +331,15 @@ class Gateway(Requests):
             if progress is not None:
                 progress = sec.redacting(self.secrets, progress)
         try:
-            raw = None
+            dump = None
             if progress is None and self.config.direct_calls:
                 params = {"name": entry.tool.name, "arguments": send}
-                raw = await upstream.call_direct("tools/call", params)
-            if raw is None:
+                dump = lane_result(await upstream.call_direct("tools/call", params))
+            if dump is None:
                 result = await upstream.request(
                     lambda c: c.call_tool(entry.tool.name, send, progress_callback=progress)
                 )
-            else:
-                result = tool_result(raw)
+                dump = wire(result)
         except (UpstreamUnavailable, MCPError) as exc:
             self.guard.record_outcome(action, decision, started_ns=started, error=self._scrub(exc))
             raise self._scrub_error(upstream_error(exc, decision)) from None
@@ -354,7 +353,7 @@ class Gateway(Requests):
             cancelled = anyio.get_cancelled_exc_class()("the call was cancelled before it ended")
             self.guard.record_outcome(action, decision, started_ns=started, error=cancelled)
             raise
-        return self._record(entry, action, decision, started, wire(result), deliver)
+        return self._record(entry, action, decision, started, dump, deliver)
 
     def _record(
         self,
@@ -403,8 +402,26 @@ class Gateway(Requests):
                 error=ToolError("the tool reported an error") if dump.get("isError") else None,
                 content=dump if keep == "content" else None,
                 labels=labels,
+                observed=model_text(dump),
             )
         return dump
+
+
+def model_text(dump: dict[str, Any]) -> list[Any]:
+    """What of a ``CallToolResult`` (as JSON) the session takes in: each content block
+    without its ``type``, the structured content and the result's own ``_meta`` — the
+    values a model can be shown, not the protocol's envelope (``content``, ``type``,
+    ``text``, ``isError``), whose fixed words carry nothing to scan or trace."""
+    out: list[Any] = []
+    for block in dump.get("content") or ():
+        if isinstance(block, dict):
+            out.extend(v for k, v in block.items() if k != "type")
+        else:
+            out.append(block)
+    for key in ("structuredContent", "_meta"):
+        if key in dump:
+            out.append(dump[key])
+    return out
 
 
 def _check_schema(entry: ToolEntry, args: dict[str, Any]) -> str | None:

@@ -56,6 +56,12 @@ ENVELOPE_KEYS = (
 )
 STOP_GRACE_S = 2.0  # after closing stdin, and again after SIGTERM
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 class LaneClosed(Exception):
@@ -109,7 +115,8 @@ class Lane:
     async def request(
         self, method: str, params: dict[str, Any], *, version: str, timeout: float
     ) -> dict[str, Any]:
-        """Send ``method`` and return its result, checked against ``version``'s schema.
+        """Send ``method`` and return its result as the SDK's types put it on the wire for
+        ``version`` (checked, ``None`` fields and fields outside that version dropped).
 
         LaneClosed if the connection ends first, TimeoutError after ``timeout`` seconds (the
         server is then told the request is cancelled), LaneError for an error answer,
@@ -121,30 +128,36 @@ class Lane:
         if version in MODERN_PROTOCOL_VERSIONS and self._envelope is not None:
             params = {**params, "_meta": {**params.get("_meta", {}), **self._envelope}}
         request_id = f"rf-{next(self._ids)}"
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._pending[request_id] = future
+        # One timer per request (cheaper than asyncio.timeout's context manager): it fails
+        # the future, and the except below tells the server.
+        timer = loop.call_later(timeout, _expire, future)
         try:
             frame = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
             writer.write(_encode(frame) + b"\n")
             await writer.drain()
-            async with asyncio.timeout(timeout):
-                answer = await future
+            result = await future
         except BaseException:
             # Awaiting the future and being cancelled cancels the future too: only an
             # answer (or the connection's end) means there is nothing left to cancel.
-            answered = future.done() and not future.cancelled()
+            answered = (
+                future.done()
+                and not future.cancelled()
+                and not isinstance(future.exception(), TimeoutError)
+            )
             if not answered and not self._closed:
                 self._cancel(request_id, version)
             raise
         finally:
+            timer.cancel()
             self._pending.pop(request_id, None)
-        if isinstance(answer, types.JSONRPCError):
-            error = answer.error
-            raise LaneError(error.code, error.message, error.data)
-        result: dict[str, Any] = answer.result
-        with contextlib.suppress(KeyError):  # outside the core vocabulary: the server's shape
-            methods.validate_server_result(method, version, result)
-        return result
+        try:
+            shaped: dict[str, Any] = methods.serialize_server_result(method, version, result)
+        except KeyError:  # outside the core vocabulary: the server's shape
+            return dict(result)
+        return shaped
 
     def _cancel(self, request_id: str, version: str) -> None:
         """Tell the server a request was given up (timeout, or the caller was cancelled)."""
@@ -156,18 +169,27 @@ class Lane:
             if self._writer is not None:
                 self._writer.write(_encode(note) + b"\n")
 
-    def answer(self, message: Any) -> bool:
-        """Hand ``message`` to the lane request it answers; False if it is not one."""
+    def answer(self, message: dict[str, Any]) -> bool:
+        """Hand ``message`` (a decoded JSON object) to the lane request it answers; False
+        if it answers none (it then goes to the SDK)."""
         if not self._pending:
             return False
-        root = getattr(message, "root", message)
-        if not isinstance(root, types.JSONRPCResponse | types.JSONRPCError):
+        request_id = message.get("id")
+        future = self._pending.get(request_id) if isinstance(request_id, str) else None
+        if future is None or future.done():
             return False
-        future = self._pending.get(root.id) if isinstance(root.id, str) else None
-        if future is None:
-            return False
-        if not future.done():
-            future.set_result(root)
+        result = message.get("result")
+        error = message.get("error")
+        if message.get("jsonrpc") == "2.0" and ("result" in message) != ("error" in message):
+            if isinstance(result, dict):
+                future.set_result(result)
+                return True
+            if isinstance(error, dict):
+                code, text = error.get("code"), error.get("message")
+                if isinstance(code, int) and not isinstance(code, bool) and isinstance(text, str):
+                    future.set_exception(LaneError(code, text, error.get("data")))
+                    return True
+        future.set_exception(ValueError("not a valid JSON-RPC response"))
         return True
 
     def refuse(self, request_id: str, why: str) -> bool:
@@ -258,12 +280,17 @@ async def pipe_client(
 
     async def _deliver(line: bytes) -> None:
         try:
+            raw = _decode(line)
+        except msgspec.DecodeError:
+            raw = None  # the SDK's parser below says what is wrong
+        if isinstance(raw, dict) and lane.answer(raw):
+            return
+        try:
             message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
         except ValueError as exc:
             await read_send.send(exc)  # the SDK session logs it, as with its own transport
             return
-        if not lane.answer(message):
-            await read_send.send(SessionMessage(message))
+        await read_send.send(SessionMessage(message))
 
     async def write_lines() -> None:
         async with write_recv:

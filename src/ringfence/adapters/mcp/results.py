@@ -44,8 +44,8 @@ __all__ = [
     "ToolError",
     "denied_result",
     "denied_text",
+    "lane_result",
     "rpc_error",
-    "tool_result",
     "upstream_error",
     "wire",
 ]
@@ -125,9 +125,14 @@ def wire(result: Any) -> dict[str, Any]:
     return dump
 
 
-def tool_result(raw: dict[str, Any]) -> types.CallToolResult:
-    """A result from the direct lane as the SDK's model (ValueError if it is not one)."""
-    kind = raw.get("resultType", "complete")
+def lane_result(shaped: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A ``tools/call`` result from the direct lane (already checked and shaped by the SDK's
+    types for the upstream's version; see :meth:`.pipe.Lane.request`), or None for none.
+    ValueError for a result the gateway does not relay (anything but a complete one)."""
+    if shaped is None:
+        return None
+    shaped.setdefault("isError", False)  # the defaults of the SDK's CallToolResult
+    kind = shaped.setdefault("resultType", "complete")
     if kind != "complete":
         raise ValueError(f"a {kind!r} result, which the gateway does not relay")
-    return types.CallToolResult.model_validate(raw, by_name=False)
+    return shaped

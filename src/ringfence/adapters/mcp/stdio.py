@@ -24,6 +24,7 @@ from typing import Any
 
 import anyio
 import mcp_types as types
+import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.shared.message import SessionMessage
 
@@ -34,6 +35,7 @@ __all__ = ["INVALID_REQUEST", "PARSE_ERROR", "wire_stdio"]
 
 log = logging.getLogger("ringfence.gateway")
 PARSE_ERROR = -32700
+_decode = msgspec.json.Decoder().decode
 INVALID_REQUEST = -32600
 
 
@@ -101,6 +103,13 @@ async def wire_stdio(
                     continue
                 if not line.strip():
                     continue
+                if direct is not None:
+                    try:
+                        raw = _decode(line)
+                    except msgspec.DecodeError:
+                        raw = None  # the SDK's parser below says what is wrong
+                    if direct.take_call(raw, writer):
+                        continue
                 try:
                     message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
                 except Exception as exc:  # not JSON, or not JSON-RPC: answer, never drop
