@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import mcp_types as types
@@ -40,7 +41,8 @@ from mcp_types import methods
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
-from ringfence.adapters.mcp.gateway import Connection, Gateway, GatewayError
+from ringfence.adapters.mcp.gateway import Connection, Gateway, GatewayError, ToolCall
+from ringfence.adapters.mcp.results import complete_result
 
 __all__ = ["DirectCalls"]
 
@@ -63,7 +65,7 @@ class DirectCalls:
         self._initialize_ids: set[types.RequestId] = set()
         self._negotiated: str | None = None  # the handshake version the SDK answered with
         self._initialized = False
-        self._calls: dict[types.RequestId, asyncio.Task[None]] = {}
+        self._calls: dict[types.RequestId, asyncio.Task[None] | _LaneCall] = {}
 
     # -- what the client sends ------------------------------------------------------------------
 
@@ -113,15 +115,42 @@ class DirectCalls:
             call = types.CallToolRequestParams.model_validate(params, by_name=False)
         except ValueError:
             return False  # the SDK server answers with its own error
-        task = asyncio.get_running_loop().create_task(
-            self._answer(request_id, version, call.name, call.arguments, out)
-        )
-        self._calls[request_id] = task
-        task.add_done_callback(functools.partial(self._done, request_id))
+        self._start(request_id, version, call.name, call.arguments, out)
         return True
 
-    def _done(self, request_id: types.RequestId, _: object) -> None:
-        self._calls.pop(request_id, None)
+    def _start(
+        self,
+        request_id: types.RequestId,
+        version: str,
+        name: str,
+        arguments: dict[str, Any] | None,
+        out: asyncio.StreamWriter,
+    ) -> None:
+        """Admit the call and send it on the upstream's lane, all before returning; its
+        answer is written from the lane's reader (:meth:`_answered`).  A call the lane
+        cannot take now (HTTP upstream, reconnecting) goes on in a task."""
+        gateway = self.gateway
+        try:
+            call = gateway.begin_call(self.conn, name, arguments)
+            if not isinstance(call, ToolCall):  # refused: the result says why
+                self._reply(out, request_id, self._result_frame(request_id, version, call))
+                return
+            upstream = gateway.upstreams[call.entry.server]
+            answered = functools.partial(self._answered, request_id, version, call, out)
+            cancel = upstream.start_direct("tools/call", call.params, answered)
+        except Exception as exc:
+            self._reply(out, request_id, self._error_frame(request_id, version, name, exc))
+            return
+        if cancel is not None:
+            self._calls[request_id] = _LaneCall(gateway, call, cancel)
+            return
+        task = asyncio.get_running_loop().create_task(self._answer(request_id, version, call, out))
+        self._calls[request_id] = task
+        task.add_done_callback(functools.partial(self._done, request_id, task))
+
+    def _done(self, request_id: types.RequestId, task: object, _: object = None) -> None:
+        if self._calls.get(request_id) is task:
+            del self._calls[request_id]
 
     def _version(self, method: str, params: dict[str, Any], meta: Any) -> str | None:
         """The protocol version to answer in, or None to leave the request to the SDK."""
@@ -172,49 +201,104 @@ class DirectCalls:
 
     # -- answering ---------------------------------------------------------------------------
 
+    def _answered(
+        self,
+        request_id: types.RequestId,
+        version: str,
+        call: ToolCall,
+        out: asyncio.StreamWriter,
+        outcome: Any,
+    ) -> None:
+        """The lane's answer to a call :meth:`_start` sent: the client's answer is written,
+        then the outcome recorded (see :meth:`Gateway.call_tool_wire`)."""
+        self._calls.pop(request_id, None)
+        gateway = self.gateway
+        try:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            dump = complete_result(outcome)
+        except Exception as exc:
+            failed = gateway.call_failed(call, exc)
+            name = call.entry.exposed
+            self._reply(out, request_id, self._error_frame(request_id, version, name, failed))
+            return
+        self._finish(
+            request_id, version, call.entry.exposed, out, lambda d: gateway.call_done(call, dump, d)
+        )
+
     async def _answer(
         self,
         request_id: types.RequestId,
         version: str,
-        name: str,
-        arguments: dict[str, Any] | None,
+        call: ToolCall,
         out: asyncio.StreamWriter,
     ) -> None:
-        frame: dict[str, Any]
+        """A call the lane could not take at once: through :meth:`Gateway.send_call`."""
+        gateway, name = self.gateway, call.entry.exposed
+        try:
+            dump = await gateway.send_call(call)
+        except asyncio.CancelledError:
+            return  # a cancelled request gets no response (the outcome is recorded)
+        except Exception as exc:
+            self._reply(out, request_id, self._error_frame(request_id, version, name, exc))
+            await out.drain()
+            return
+        self._finish(request_id, version, name, out, lambda d: gateway.call_done(call, dump, d))
+        await out.drain()
+
+    def _finish(
+        self,
+        request_id: types.RequestId,
+        version: str,
+        name: str,
+        out: asyncio.StreamWriter,
+        record: Callable[[Callable[[dict[str, Any]], None]], dict[str, Any]],
+    ) -> None:
+        """``record(deliver)``: the result written to the client by ``deliver`` before its
+        outcome is recorded (the write only queues bytes, so the record is done before the
+        next message is read)."""
         sent = False
 
         def deliver(result: dict[str, Any]) -> None:
-            # Written before the outcome is recorded (see Gateway.call_tool_wire): the write
-            # only queues bytes, so the record is done before the next message is read.
             nonlocal sent
-            shaped = self._shaped(version, result)
-            frame = {"jsonrpc": "2.0", "id": request_id, "result": shaped}
-            out.write(_encode(frame) + b"\n")  # one write per frame: never interleaved
+            frame = self._result_frame(request_id, version, result)
+            out.write(frame)  # one write per frame: never interleaved
             sent = True
 
         try:
-            result = await self.gateway.call_tool_wire(self.conn, name, arguments, deliver=deliver)
-            if sent:
-                await out.drain()
-                return
-            frame = {"jsonrpc": "2.0", "id": request_id, "result": self._shaped(version, result)}
-        except asyncio.CancelledError:
-            return  # a cancelled request gets no response
-        except GatewayError as exc:
+            result = record(deliver)
+            if not sent:
+                self._reply(out, request_id, self._result_frame(request_id, version, result))
+        except Exception as exc:
+            if not sent:
+                self._reply(out, request_id, self._error_frame(request_id, version, name, exc))
+            else:  # the answer is out; the record's failure is the Guard's to report
+                log.exception("tools/call %r: recording the outcome failed", name)
+
+    def _reply(self, out: asyncio.StreamWriter, request_id: types.RequestId, frame: bytes) -> None:
+        out.write(frame)
+
+    def _result_frame(
+        self, request_id: types.RequestId, version: str, result: dict[str, Any]
+    ) -> bytes:
+        frame = {"jsonrpc": "2.0", "id": request_id, "result": self._shaped(version, result)}
+        return _encode(frame) + b"\n"
+
+    def _error_frame(
+        self, request_id: types.RequestId, version: str, name: str, exc: BaseException
+    ) -> bytes:
+        """The JSON-RPC error the SDK's server would send for ``exc``."""
+        if isinstance(exc, GatewayError):
             error: dict[str, Any] = {"code": exc.code, "message": exc.message}
             if exc.data is not None:
                 error["data"] = exc.data
-            frame = {"jsonrpc": "2.0", "id": request_id, "error": error}
-        except ValidationError:
-            log.exception("tools/call %r: the result does not fit protocol %s", name, version)
+        elif isinstance(exc, ValidationError):
+            log.error("tools/call %r: the result does not fit protocol %s: %s", name, version, exc)
             error = {"code": types.INTERNAL_ERROR, "message": "Handler returned an invalid result"}
-            frame = {"jsonrpc": "2.0", "id": request_id, "error": error}
-        except Exception:  # as the SDK: internals never reach the wire
-            log.exception("tools/call %r failed", name)
+        else:  # as the SDK: internals never reach the wire
+            log.error("tools/call %r failed", name, exc_info=exc)
             error = {"code": types.INTERNAL_ERROR, "message": "Internal server error"}
-            frame = {"jsonrpc": "2.0", "id": request_id, "error": error}
-        out.write(_encode(frame) + b"\n")
-        await out.drain()
+        return _encode({"jsonrpc": "2.0", "id": request_id, "error": error}) + b"\n"
 
     def _shaped(self, version: str, result: dict[str, Any]) -> dict[str, Any]:
         """``result`` as the SDK's runner puts a tools/call result on the wire."""
@@ -230,7 +314,26 @@ class DirectCalls:
 
     async def drain(self) -> None:
         """Cancel the calls still running (the client went away)."""
-        for task in list(self._calls.values()):
-            task.cancel()
-        if self._calls:
-            await asyncio.gather(*self._calls.values(), return_exceptions=True)
+        calls = list(self._calls.values())
+        for call in calls:
+            call.cancel()
+        tasks = [c for c in calls if isinstance(c, asyncio.Task)]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._calls.clear()
+
+
+class _LaneCall:
+    """A call waiting on the upstream's lane; cancelling it tells the upstream and records
+    the cancelled outcome (the client gets no response, as for a cancelled task)."""
+
+    __slots__ = ("_call", "_cancel", "_gateway")
+
+    def __init__(self, gateway: Gateway, call: ToolCall, cancel: Callable[[], None]) -> None:
+        self._gateway = gateway
+        self._call = call
+        self._cancel = cancel
+
+    def cancel(self) -> None:
+        self._cancel()
+        self._gateway.call_failed(self._call, asyncio.CancelledError())

@@ -61,7 +61,7 @@ from ringfence.runtime.broker import (
 )
 from ringfence.runtime.guard import Guard
 
-__all__ = ["Connection", "Gateway", "GatewayError"]
+__all__ = ["Connection", "Gateway", "GatewayError", "ToolCall"]
 
 log = logging.getLogger("ringfence.gateway")
 _SDK_META = "io.modelcontextprotocol/"
@@ -314,13 +314,49 @@ class Gateway(Requests):
         to the session, are in place before the caller's event loop runs anything else (the
         next request on the connection is decided with them).
         """
+        call = self.begin_call(conn, name, args, redact_progress=progress)
+        if not isinstance(call, ToolCall):
+            return call
+        return self.call_done(call, await self.send_call(call), deliver)
+
+    async def send_call(self, call: ToolCall) -> dict[str, Any]:
+        """Send an admitted call to its upstream and wait: the result as JSON.  A failure is
+        recorded and raised as :meth:`call_failed` says."""
+        upstream = self.upstreams[call.entry.server]
+        progress = call.progress
+        try:
+            dump = None
+            if progress is None and self.config.direct_calls:
+                dump = lane_result(await upstream.call_direct("tools/call", call.params))
+            if dump is None:
+                tool, send = call.entry.tool.name, call.send
+                result = await upstream.request(
+                    lambda c: c.call_tool(tool, send, progress_callback=progress)
+                )
+                dump = wire(result)
+        except BaseException as exc:
+            raise self.call_failed(call, exc) from None
+        return dump
+
+    def begin_call(
+        self,
+        conn: Connection,
+        name: str,
+        args: dict[str, Any] | None,
+        *,
+        redact_progress: Progress | None = None,
+    ) -> ToolCall | dict[str, Any]:
+        """Everything before the upstream sees a tool call: :meth:`admit`, then the secrets
+        put in.  A :class:`ToolCall` to send, or the result for a call that does not go
+        through (a deny, a pending approval, a refused secret), already recorded.  Raises
+        GatewayError for what is a JSON-RPC error (see :meth:`admit`)."""
         args = {} if args is None else args
         entry, action, decision = self.admit(conn, name, args)
         if not decision.allowed and self.guard.enforcement == "enforce":
             return wire(denied_result(decision))
-        upstream = self.upstreams[entry.server]
         started = time.perf_counter_ns()
         send = args
+        progress = redact_progress
         if self.secrets is not None:
             # After the decision (which records the handles), right before the call.
             try:
@@ -330,30 +366,35 @@ class Gateway(Requests):
                 return wire(sec.secret_refused_result(decision, exc))
             if progress is not None:
                 progress = sec.redacting(self.secrets, progress)
-        try:
-            dump = None
-            if progress is None and self.config.direct_calls:
-                params = {"name": entry.tool.name, "arguments": send}
-                dump = lane_result(await upstream.call_direct("tools/call", params))
-            if dump is None:
-                result = await upstream.request(
-                    lambda c: c.call_tool(entry.tool.name, send, progress_callback=progress)
-                )
-                dump = wire(result)
-        except (UpstreamUnavailable, MCPError) as exc:
+        return ToolCall(entry, action, decision, started, send, progress)
+
+    def call_failed(self, call: ToolCall, exc: BaseException) -> BaseException:
+        """Record how a call that went to the upstream failed; what to raise instead of
+        ``exc`` (a GatewayError for the client, or ``exc`` itself when the call was
+        cancelled by the client or by shutdown — still recorded)."""
+        action, decision, started = call.action, call.decision, call.started
+        if isinstance(exc, UpstreamUnavailable | MCPError):
             self.guard.record_outcome(action, decision, started_ns=started, error=self._scrub(exc))
-            raise self._scrub_error(upstream_error(exc, decision)) from None
-        except ValueError as exc:  # the server's answer is not a CallToolResult
+            return self._scrub_error(upstream_error(exc, decision))
+        if isinstance(exc, ValueError):  # the server's answer is not a CallToolResult
             # The details stay in the log: a validation message can quote the result.
-            log.warning("MCP server %r sent an invalid tools/call result: %s", entry.server, exc)
-            why = f"MCP server {entry.server!r} sent an invalid result"
+            server = call.entry.server
+            log.warning("MCP server %r sent an invalid tools/call result: %s", server, exc)
+            why = f"MCP server {server!r} sent an invalid result"
             self.guard.record_outcome(action, decision, started_ns=started, error=ValueError(why))
-            raise GatewayError(INTERNAL_ERROR, why, {"decision_id": decision.decision_id}) from None
-        except BaseException:  # cancelled by the client or by shutdown: still recorded
-            cancelled = anyio.get_cancelled_exc_class()("the call was cancelled before it ended")
-            self.guard.record_outcome(action, decision, started_ns=started, error=cancelled)
-            raise
-        return self._record(entry, action, decision, started, dump, deliver)
+            return GatewayError(INTERNAL_ERROR, why, {"decision_id": decision.decision_id})
+        cancelled = anyio.get_cancelled_exc_class()("the call was cancelled before it ended")
+        self.guard.record_outcome(action, decision, started_ns=started, error=cancelled)
+        return exc
+
+    def call_done(
+        self,
+        call: ToolCall,
+        dump: dict[str, Any],
+        deliver: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """The upstream's result (as JSON): recorded, and the result for the client."""
+        return self._record(call.entry, call.action, call.decision, call.started, dump, deliver)
 
     def _record(
         self,
@@ -422,6 +463,33 @@ def model_text(dump: dict[str, Any]) -> list[Any]:
         if key in dump:
             out.append(dump[key])
     return out
+
+
+class ToolCall:
+    """An admitted tool call on its way to the upstream (see :meth:`Gateway.begin_call`)."""
+
+    __slots__ = ("action", "decision", "entry", "progress", "send", "started")
+
+    def __init__(
+        self,
+        entry: ToolEntry,
+        action: Action,
+        decision: Decision,
+        started: int,
+        send: dict[str, Any],
+        progress: Progress | None,
+    ) -> None:
+        self.entry = entry
+        self.action = action
+        self.decision = decision
+        self.started = started
+        self.send = send  # the arguments as the upstream gets them (secrets put in)
+        self.progress = progress
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """``tools/call`` params for the upstream."""
+        return {"name": self.entry.tool.name, "arguments": self.send}
 
 
 def _check_schema(entry: ToolEntry, args: dict[str, Any]) -> str | None:

@@ -30,7 +30,7 @@ import itertools
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TextIO
 
@@ -59,11 +59,6 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
 
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())
-
-
 class LaneClosed(Exception):
     """The connection ended (the server exited or closed its output) before the answer."""
 
@@ -78,12 +73,17 @@ class LaneError(Exception):
         self.data = data
 
 
+Answered = Callable[[Any], None]
+"""What a lane request's answer is handed to: the result (a dict, shaped by the SDK's types
+for the connection's version) or the exception the request failed with."""
+
+
 class Lane:
     """Requests the gateway writes to one upstream connection itself, beside the SDK's."""
 
     def __init__(self) -> None:
         self._writer: asyncio.StreamWriter | None = None
-        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._pending: dict[str, _Pending] = {}
         self._ids = itertools.count(1)
         self._envelope: dict[str, Any] | None = None
         self._closed = False
@@ -112,6 +112,34 @@ class Lane:
             return envelope is not None and envelope.get(types.PROTOCOL_VERSION_META_KEY) == version
         return True
 
+    def start(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        version: str,
+        timeout: float,
+        answered: Answered,
+    ) -> _Pending:
+        """Send ``method`` now; its outcome goes to ``answered``, exactly once, from the
+        reader's callback (no task, no future: the caller's continuation runs as soon as the
+        answer is read).  The outcome is the result as :meth:`request` returns it, or the
+        exception it raises.  LaneClosed at once if the lane is not open.  The returned
+        handle's ``cancel()`` gives the request up (the server is told; ``answered`` is not
+        called)."""
+        writer = self._writer
+        if writer is None or self._closed:
+            raise LaneClosed("not connected")
+        if version in MODERN_PROTOCOL_VERSIONS and self._envelope is not None:
+            params = {**params, "_meta": {**params.get("_meta", {}), **self._envelope}}
+        request_id = f"rf-{next(self._ids)}"
+        frame = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+        pending = _Pending(self, request_id, method, version, answered)
+        self._pending[request_id] = pending
+        writer.write(_encode(frame) + b"\n")
+        pending.timer = asyncio.get_running_loop().call_later(timeout, pending.expire)
+        return pending
+
     async def request(
         self, method: str, params: dict[str, Any], *, version: str, timeout: float
     ) -> dict[str, Any]:
@@ -122,51 +150,35 @@ class Lane:
         server is then told the request is cancelled), LaneError for an error answer,
         ValueError for an answer that is not a valid result.
         """
-        writer = self._writer
-        if writer is None or self._closed:
-            raise LaneClosed("not connected")
-        if version in MODERN_PROTOCOL_VERSIONS and self._envelope is not None:
-            params = {**params, "_meta": {**params.get("_meta", {}), **self._envelope}}
-        request_id = f"rf-{next(self._ids)}"
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending[request_id] = future
-        # One timer per request (cheaper than asyncio.timeout's context manager): it fails
-        # the future, and the except below tells the server.
-        timer = loop.call_later(timeout, _expire, future)
-        try:
-            frame = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
-            writer.write(_encode(frame) + b"\n")
-            await writer.drain()
-            result = await future
-        except BaseException:
-            # Awaiting the future and being cancelled cancels the future too: only an
-            # answer (or the connection's end) means there is nothing left to cancel.
-            answered = (
-                future.done()
-                and not future.cancelled()
-                and not isinstance(future.exception(), TimeoutError)
-            )
-            if not answered and not self._closed:
-                self._cancel(request_id, version)
-            raise
-        finally:
-            timer.cancel()
-            self._pending.pop(request_id, None)
-        try:
-            shaped: dict[str, Any] = methods.serialize_server_result(method, version, result)
-        except KeyError:  # outside the core vocabulary: the server's shape
-            return dict(result)
-        return shaped
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
-    def _cancel(self, request_id: str, version: str) -> None:
+        def answered(outcome: Any) -> None:
+            if future.done():
+                return
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+        pending = self.start(method, params, version=version, timeout=timeout, answered=answered)
+        writer = self._writer
+        try:
+            if writer is not None:
+                await writer.drain()
+            result: dict[str, Any] = await future
+        except BaseException:
+            pending.cancel()  # nothing to do once it was answered
+            raise
+        return result
+
+    def _send_cancel(self, request_id: str, version: str) -> None:
         """Tell the server a request was given up (timeout, or the caller was cancelled)."""
         params: dict[str, Any] = {"requestId": request_id, "reason": "cancelled by the gateway"}
         if version in MODERN_PROTOCOL_VERSIONS and self._envelope is not None:
             params["_meta"] = dict(self._envelope)
         note = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": params}
         with contextlib.suppress(Exception):
-            if self._writer is not None:
+            if self._writer is not None and not self._closed:
                 self._writer.write(_encode(note) + b"\n")
 
     def answer(self, message: dict[str, Any]) -> bool:
@@ -175,40 +187,95 @@ class Lane:
         if not self._pending:
             return False
         request_id = message.get("id")
-        future = self._pending.get(request_id) if isinstance(request_id, str) else None
-        if future is None or future.done():
+        pending = self._pending.get(request_id) if isinstance(request_id, str) else None
+        if pending is None:
             return False
         result = message.get("result")
         error = message.get("error")
         if message.get("jsonrpc") == "2.0" and ("result" in message) != ("error" in message):
             if isinstance(result, dict):
-                future.set_result(result)
+                pending.finish(pending.shape(result))
                 return True
             if isinstance(error, dict):
                 code, text = error.get("code"), error.get("message")
                 if isinstance(code, int) and not isinstance(code, bool) and isinstance(text, str):
-                    future.set_exception(LaneError(code, text, error.get("data")))
+                    pending.finish(LaneError(code, text, error.get("data")))
                     return True
-        future.set_exception(ValueError("not a valid JSON-RPC response"))
+        pending.finish(ValueError("not a valid JSON-RPC response"))
         return True
 
     def refuse(self, request_id: str, why: str) -> bool:
         """Fail lane request ``request_id`` with an internal error (its answer could not be
         read); False if no such request is waiting."""
-        future = self._pending.get(request_id)
-        if future is None or future.done():
+        pending = self._pending.get(request_id)
+        if pending is None:
             return False
-        future.set_exception(LaneError(types.INTERNAL_ERROR, why))
+        pending.finish(LaneError(types.INTERNAL_ERROR, why))
         return True
 
     def close(self) -> None:
         """End the lane: every waiting request fails with LaneClosed."""
         self._closed = True
         self._writer = None
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(LaneClosed("the server closed the connection"))
+        for pending in list(self._pending.values()):
+            pending.finish(LaneClosed("the server closed the connection"))
         self._pending.clear()
+
+
+class _Pending:
+    """One lane request waiting for its answer (see :meth:`Lane.start`)."""
+
+    __slots__ = ("answered", "lane", "method", "request_id", "timer", "version")
+
+    def __init__(
+        self, lane: Lane, request_id: str, method: str, version: str, answered: Answered
+    ) -> None:
+        self.lane = lane
+        self.request_id = request_id
+        self.method = method
+        self.version = version
+        self.answered: Answered | None = answered
+        self.timer: asyncio.TimerHandle | None = None
+
+    def shape(self, result: dict[str, Any]) -> Any:
+        """The result as the SDK's types put it on the wire for this connection's version,
+        or the ValueError (pydantic's) saying why it is not a valid result."""
+        try:
+            shaped: dict[str, Any] = methods.serialize_server_result(
+                self.method, self.version, result
+            )
+        except KeyError:  # outside the core vocabulary: the server's shape
+            return dict(result)
+        except ValueError as exc:
+            return exc
+        return shaped
+
+    def finish(self, outcome: Any) -> None:
+        """Hand the outcome over (once) and forget the request."""
+        answered = self.answered
+        if answered is None:
+            return
+        self._forget()
+        answered(outcome)
+
+    def expire(self) -> None:
+        """The timeout: the server is told, the caller gets TimeoutError."""
+        if self.answered is not None:
+            self.lane._send_cancel(self.request_id, self.version)
+            self.finish(TimeoutError())
+
+    def cancel(self) -> None:
+        """The caller gave up: the server is told; nothing is handed over."""
+        if self.answered is None:
+            return
+        self._forget()
+        self.lane._send_cancel(self.request_id, self.version)
+
+    def _forget(self) -> None:
+        self.answered = None
+        if self.timer is not None:
+            self.timer.cancel()
+        self.lane._pending.pop(self.request_id, None)
 
 
 @asynccontextmanager

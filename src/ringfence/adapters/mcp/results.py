@@ -42,6 +42,7 @@ __all__ = [
     "UPSTREAM_SCHEMA_RULE",
     "GatewayError",
     "ToolError",
+    "complete_result",
     "denied_result",
     "denied_text",
     "lane_result",
@@ -126,12 +127,16 @@ def wire(result: Any) -> dict[str, Any]:
 
 
 def lane_result(shaped: dict[str, Any] | None) -> dict[str, Any] | None:
+    """:func:`complete_result` of a direct-lane answer, or None for none."""
+    return None if shaped is None else complete_result(shaped)
+
+
+def complete_result(shaped: dict[str, Any]) -> dict[str, Any]:
     """A ``tools/call`` result from the direct lane (already checked and shaped by the SDK's
-    types for the upstream's version; see :meth:`.pipe.Lane.request`), or None for none.
-    ValueError for a result the gateway does not relay (anything but a complete one)."""
-    if shaped is None:
-        return None
-    shaped.setdefault("isError", False)  # the defaults of the SDK's CallToolResult
+    types for the upstream's version; see :meth:`.pipe.Lane.request`) with the defaults of
+    the SDK's ``CallToolResult``.  ValueError for a result the gateway does not relay
+    (anything but a complete one)."""
+    shaped.setdefault("isError", False)
     kind = shaped.setdefault("resultType", "complete")
     if kind != "complete":
         raise ValueError(f"a {kind!r} result, which the gateway does not relay")

@@ -239,20 +239,52 @@ class Upstream:
         then goes through the SDK client.  Failures as :meth:`request` reports them."""
         client = await self.connected()
         lane, version = self.lane, client.protocol_version
-        if lane is None or not lane.ready(version):
+        if lane is None or version is None or not lane.ready(version):
             return None
         broken = self._broken
         try:
             return await lane.request(method, params, version=version, timeout=self.config.timeout)
-        except LaneClosed:
+        except (LaneClosed, TimeoutError, LaneError) as exc:
+            raise self.lane_failure(exc, client, broken) from None
+
+    def start_direct(
+        self, method: str, params: dict[str, Any], answered: Callable[[Any], None]
+    ) -> Callable[[], None] | None:
+        """:meth:`call_direct` without awaiting: the request is sent now and its outcome
+        (the result, or the exception :meth:`call_direct` would raise) goes to ``answered``
+        from the lane's reader.  None, and nothing sent, when the lane cannot take it now
+        (not connected, restarting, not negotiated): the caller then awaits
+        :meth:`call_direct` or :meth:`request`.  Returns what gives the request up."""
+        client, lane = self.client, self.lane
+        if client is None or lane is None:
+            return None
+        version = client.protocol_version
+        if version is None or not lane.ready(version):
+            return None
+        broken = self._broken
+
+        def outcome(result: Any) -> None:
+            if isinstance(result, LaneClosed | TimeoutError | LaneError):
+                result = self.lane_failure(result, client, broken)
+            answered(result)
+
+        pending = lane.start(
+            method, params, version=version, timeout=self.config.timeout, answered=outcome
+        )
+        return pending.cancel
+
+    def lane_failure(self, exc: Exception, client: Client, broken: anyio.Event) -> Exception:
+        """What a failed lane request means to the caller (as :meth:`request` reports it)."""
+        if isinstance(exc, LaneClosed):
             self._lost(client, broken)
-            raise UpstreamUnavailable(self.name, self._closed_reason()) from None
-        except TimeoutError:
-            raise UpstreamUnavailable(
+            return UpstreamUnavailable(self.name, self._closed_reason())
+        if isinstance(exc, TimeoutError):
+            return UpstreamUnavailable(
                 self.name, f"did not answer within {self.config.timeout:g} s", timeout=True
-            ) from None
-        except LaneError as exc:
-            raise MCPError(exc.code, exc.message, exc.data) from None
+            )
+        if isinstance(exc, LaneError):
+            return MCPError(exc.code, exc.message, exc.data)
+        return exc
 
     def _closed_reason(self) -> str:
         if self.config.restart:
