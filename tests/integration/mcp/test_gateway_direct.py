@@ -77,6 +77,7 @@ async def test_direct_calls_answer_as_the_sdk_path_does(tmp_path: Path, era: str
     sdk_frames, sdk_sent, sdk_ids = await run(tmp_path / "sdk", era, direct=False)
     frames, sent, ids = await run(tmp_path / "direct", era, direct=True)
     assert frames == sdk_frames
+    assert any("note 1: hello" in frame for frame in frames), frames  # the server answered
     assert sent == sdk_sent
     assert [name for name, _ in sent] == ["read_note"] * 4  # the refused never got there
     # Which path carried each call: the SDK numbers its requests, the lane names them.

@@ -47,6 +47,7 @@ from ringfence.adapters.mcp.results import complete_result
 __all__ = ["DirectCalls"]
 
 log = logging.getLogger("ringfence.gateway")
+_PLAIN_PARAMS = frozenset(("name", "arguments", "_meta"))
 _encode = msgspec.json.Encoder().encode
 
 
@@ -66,6 +67,10 @@ class DirectCalls:
         self._negotiated: str | None = None  # the handshake version the SDK answered with
         self._initialized = False
         self._calls: dict[types.RequestId, asyncio.Task[None] | _LaneCall] = {}
+        # What the SDK's checks accepted last (see _call and _version): the same _meta again
+        # (a client stamps every request alike) is not checked again.
+        self._accepted_meta: dict[str, Any] | None = None
+        self._envelope: tuple[dict[str, Any], str] | None = None
 
     # -- what the client sends ------------------------------------------------------------------
 
@@ -111,11 +116,25 @@ class DirectCalls:
         version = self._version("tools/call", params, meta)
         if version is None or request_id in self._calls:
             return False
-        try:
-            call = types.CallToolRequestParams.model_validate(params, by_name=False)
-        except ValueError:
-            return False  # the SDK server answers with its own error
-        self._start(request_id, version, call.name, call.arguments, out)
+        name: Any = params.get("name")
+        arguments: Any = params.get("arguments")
+        plain = (
+            type(name) is str
+            and (arguments is None or type(arguments) is dict)
+            and params.keys() <= _PLAIN_PARAMS
+            and (meta is None or meta == self._accepted_meta)
+        )
+        if not plain:
+            # The SDK's model decides (and its errors are the SDK server's to send).  What
+            # it accepted once is not asked again: a client sends the same envelope each time.
+            try:
+                call = types.CallToolRequestParams.model_validate(params, by_name=False)
+            except ValueError:
+                return False
+            name, arguments = call.name, call.arguments
+            if meta is not None:
+                self._accepted_meta = meta
+        self._start(request_id, version, name, arguments, out)
         return True
 
     def _start(
@@ -157,11 +176,17 @@ class DirectCalls:
         if isinstance(meta, dict) and types.PROTOCOL_VERSION_META_KEY in meta:
             if self._negotiated is not None:
                 return None  # an envelope on a handshake connection: the SDK decides
+            known = self._envelope
+            if known is not None and known[0] == meta:
+                return known[1]  # the envelope the ladder passed last time
             route = classify_inbound_request(
                 {"method": method, "params": params},
                 supported_modern_versions=MODERN_PROTOCOL_VERSIONS,
             )
-            return route.protocol_version if isinstance(route, InboundModernRoute) else None
+            if not isinstance(route, InboundModernRoute):
+                return None
+            self._envelope = (meta, route.protocol_version)
+            return route.protocol_version
         if self._negotiated is not None and self._initialized:
             return self._negotiated
         return None

@@ -32,7 +32,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import anyio
 import mcp_types as types
@@ -44,7 +44,7 @@ from mcp.shared.message import SessionMessage
 from mcp_types import methods
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from ringfence.adapters.mcp.framing import leading_id, skip_line
+from ringfence.adapters.mcp.framing import LineSplitter, leading_id
 
 __all__ = ["ENVELOPE_KEYS", "Lane", "LaneClosed", "LaneError", "pipe_client"]
 
@@ -297,7 +297,42 @@ async def pipe_client(
         err_fd: Any = errlog.fileno()
     except (AttributeError, OSError, ValueError):
         err_fd = asyncio.subprocess.PIPE  # a StringIO in tests: copied below
-    proc = await asyncio.create_subprocess_exec(
+    loop = asyncio.get_running_loop()
+    read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+    write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
+    # What the SDK client gets (everything but the lane's answers), in order; None at the
+    # end of the server's output.
+    slow: asyncio.Queue[bytes | Exception | None] = asyncio.Queue()
+
+    def on_line(line: bytes) -> None:
+        try:
+            raw = _decode(line)
+        except msgspec.DecodeError:
+            raw = None  # the SDK's parser below says what is wrong
+        try:
+            if isinstance(raw, dict) and lane.answer(raw):
+                return
+        except Exception:  # a failing continuation must not stop the reader
+            log.exception("handing a lane answer over failed")
+            return
+        slow.put_nowait(line)
+
+    def on_oversized(head: bytes) -> None:
+        answered = leading_id(head)
+        log.warning("MCP server sent a message larger than %d bytes", max_bytes)
+        if isinstance(answered, str) and lane.refuse(
+            answered, f"the server's answer is larger than {max_bytes} bytes"
+        ):
+            return  # that lane request fails now instead of timing out
+        slow.put_nowait(ValueError(f"message larger than {max_bytes} bytes"))
+
+    def on_end() -> None:
+        lane.close()  # the server's output ended: waiting lane requests fail now
+        slow.put_nowait(None)
+
+    lines = LineSplitter(max_bytes, on_line, on_oversized)
+    transport, child = await loop.subprocess_exec(
+        lambda: _Child(loop, lines, on_end, errlog),
         params.command,
         *params.args,
         stdin=asyncio.subprocess.PIPE,
@@ -306,58 +341,23 @@ async def pipe_client(
         env=env,
         cwd=params.cwd,
         start_new_session=True,
-        limit=max_bytes + 1,
     )
-    assert proc.stdin is not None and proc.stdout is not None
-    stdin, stdout = proc.stdin, proc.stdout
-    read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-    write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
+    stdin_pipe = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))
+    stdin = asyncio.StreamWriter(stdin_pipe, child, None, loop)
     lane.open(stdin)
 
     async def read_lines() -> None:
-        try:
-            async with read_send:
-                while await _read_one():
-                    pass
-        finally:
-            lane.close()  # the server's output ended: waiting lane requests fail now
-
-    async def _read_one() -> bool:
-        """Read and deliver one message; False at the end of the server's output."""
-        try:
-            line = await stdout.readuntil(b"\n")
-        except asyncio.IncompleteReadError as exc:
-            if exc.partial.strip():
-                await _deliver(exc.partial)
-            return False
-        except asyncio.LimitOverrunError:
-            answered = leading_id(await skip_line(stdout))
-            log.warning("MCP server sent a message larger than %d bytes", max_bytes)
-            if isinstance(answered, str) and lane.refuse(
-                answered, f"the server's answer is larger than {max_bytes} bytes"
-            ):
-                return True  # that lane request fails now instead of timing out
-            await read_send.send(ValueError(f"message larger than {max_bytes} bytes"))
-            return True
-        except (ConnectionError, OSError):
-            return False
-        if line.strip():
-            await _deliver(line)
-        return True
-
-    async def _deliver(line: bytes) -> None:
-        try:
-            raw = _decode(line)
-        except msgspec.DecodeError:
-            raw = None  # the SDK's parser below says what is wrong
-        if isinstance(raw, dict) and lane.answer(raw):
-            return
-        try:
-            message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-        except ValueError as exc:
-            await read_send.send(exc)  # the SDK session logs it, as with its own transport
-            return
-        await read_send.send(SessionMessage(message))
+        async with read_send:
+            while (item := await slow.get()) is not None:
+                if isinstance(item, Exception):
+                    await read_send.send(item)
+                    continue
+                try:
+                    message = types.jsonrpc_message_adapter.validate_json(item, by_name=False)
+                except ValueError as exc:
+                    await read_send.send(exc)  # the SDK session logs it, as with its own transport
+                    continue
+                await read_send.send(SessionMessage(message))
 
     async def write_lines() -> None:
         async with write_recv:
@@ -371,17 +371,10 @@ async def pipe_client(
                     await read_send.aclose()  # the session sees the connection end
                     return
 
-    async def copy_stderr() -> None:
-        assert proc.stderr is not None
-        while chunk := await proc.stderr.read(65536):
-            errlog.write(chunk.decode(errors="replace"))
-
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(read_lines)
             tg.start_soon(write_lines)
-            if proc.stderr is not None:
-                tg.start_soon(copy_stderr)
             try:
                 yield read_recv, write_send
             finally:
@@ -392,23 +385,68 @@ async def pipe_client(
     finally:
         lane.close()
         with anyio.CancelScope(shield=True):
-            await _stop(proc)
+            await _stop(transport, child)
 
 
-async def _stop(proc: asyncio.subprocess.Process) -> None:
+class _Child(asyncio.streams.FlowControlMixin, asyncio.SubprocessProtocol):
+    """The server process: its output cut into lines as it arrives (:class:`LineSplitter`),
+    its stderr copied to the error log, flow control for writes to its stdin."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        lines: LineSplitter,
+        ended: Callable[[], None],
+        errlog: TextIO,
+    ) -> None:
+        super().__init__(loop=loop)
+        self._lines = lines
+        self._ended: Callable[[], None] | None = ended
+        self._errlog = errlog
+        self.exited: asyncio.Future[int] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if fd == 1:
+            self._lines.feed(data)
+        else:
+            self._errlog.write(data.decode(errors="replace"))
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 0:
+            self.connection_lost(exc)  # writers waiting in drain() are released
+        elif fd == 1:
+            self._end()
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(0)
+
+    def _end(self) -> None:
+        ended, self._ended = self._ended, None
+        if ended is not None:
+            self._lines.end()
+            ended()
+
+
+async def _stop(transport: asyncio.SubprocessTransport, child: _Child) -> None:
     """Close the server's stdin, then SIGTERM and SIGKILL its process group as needed."""
-    if proc.stdin is not None:
+    pid = transport.get_pid()
+    stdin = transport.get_pipe_transport(0)
+    if stdin is not None:
         with contextlib.suppress(Exception):
-            proc.stdin.close()
-    for sig in (None, signal.SIGTERM, signal.SIGKILL):
-        if sig is not None:
-            _signal_group(proc.pid, sig)
-        try:
-            await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
-        except TimeoutError:
-            continue
-        return
-    log.warning("MCP server process %d survived SIGKILL; abandoning it", proc.pid)
+            stdin.close()
+    try:
+        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+            if sig is not None:
+                _signal_group(pid, sig)
+            try:
+                await asyncio.wait_for(asyncio.shield(child.exited), STOP_GRACE_S)
+            except TimeoutError:
+                continue
+            return
+        log.warning("MCP server process %d survived SIGKILL; abandoning it", pid)
+    finally:
+        transport.close()
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -29,12 +29,14 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from mcp.shared.message import SessionMessage
 
 from ringfence.adapters.mcp.fastpath import DirectCalls
-from ringfence.adapters.mcp.framing import leading_id, skip_line
+from ringfence.adapters.mcp.framing import LineSplitter, leading_id
 
 __all__ = ["INVALID_REQUEST", "PARSE_ERROR", "wire_stdio"]
 
 log = logging.getLogger("ringfence.gateway")
 PARSE_ERROR = -32700
+MAX_WAITING = 64  # lines waiting for the SDK server before reading pauses
+MAX_UNREAD_BYTES = 4 << 20  # answers written but not yet read by the client
 _decode = msgspec.json.Decoder().decode
 INVALID_REQUEST = -32600
 
@@ -66,16 +68,41 @@ async def wire_stdio(
     """
     wire_in, wire_out = fds if fds is not None else _claim()
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=max_bytes + 1, loop=loop)
     in_file = os.fdopen(wire_in, "rb", buffering=0, closefd=fds is None)
     out_file = os.fdopen(wire_out, "wb", buffering=0, closefd=fds is None)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), in_file)
     transport, protocol = await loop.connect_write_pipe(
         lambda: asyncio.streams.FlowControlMixin(loop=loop), out_file
     )
     writer = asyncio.StreamWriter(transport, protocol, None, loop)
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
+    # Lines the SDK server gets (everything but the tool calls taken directly), in order;
+    # None at the end of the input.  Reading pauses while too many wait.
+    slow: _Slow = asyncio.Queue()
+    reading = _Reading()
+
+    def on_line(line: bytes) -> None:
+        if direct is not None:
+            try:
+                raw = _decode(line)
+            except msgspec.DecodeError:
+                raw = None  # the SDK's parser says what is wrong
+            try:
+                if direct.take_call(raw, writer):
+                    reading.check_output(writer)
+                    return
+            except Exception:  # never lose a message: the SDK path answers it
+                log.exception("direct tool call failed before it was taken")
+        reading.put(slow, line)
+
+    def on_oversized(head: bytes) -> None:
+        reading.put(slow, _Oversized(head))
+
+    lines = LineSplitter(max_bytes, on_line, on_oversized)
+    in_transport, _ = await loop.connect_read_pipe(
+        lambda: _LineProtocol(lines, lambda: slow.put_nowait(None)), in_file
+    )
+    reading.transport = in_transport
 
     async def reply_error(request_id: Any, code: int, message: str) -> None:
         body = {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
@@ -88,32 +115,24 @@ async def wire_stdio(
     async def read_lines() -> None:
         async with read_send:
             while True:
-                try:
-                    line = await reader.readuntil(b"\n")
-                except asyncio.IncompleteReadError as exc:
-                    line = exc.partial  # the last line, without a newline; b"" at EOF
-                    if not line.strip():
-                        return
-                except asyncio.LimitOverrunError:
-                    request_id = leading_id(await skip_line(reader))
+                item = await slow.get()
+                reading.taken(slow)
+                if item is None:
+                    return
+                if isinstance(item, _Oversized):
                     log.warning("refused a message larger than %d bytes", max_bytes)
                     await reply_error(
-                        request_id, INVALID_REQUEST, f"message larger than {max_bytes} bytes"
+                        leading_id(item.head),
+                        INVALID_REQUEST,
+                        f"message larger than {max_bytes} bytes",
                     )
                     continue
-                if not line.strip():
+                if not item.strip():
                     continue
-                if direct is not None:
-                    try:
-                        raw = _decode(line)
-                    except msgspec.DecodeError:
-                        raw = None  # the SDK's parser below says what is wrong
-                    if direct.take_call(raw, writer):
-                        continue
                 try:
-                    message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+                    message = types.jsonrpc_message_adapter.validate_json(item, by_name=False)
                 except Exception as exc:  # not JSON, or not JSON-RPC: answer, never drop
-                    request_id, code, why = _diagnose(line, exc)
+                    request_id, code, why = _diagnose(item, exc)
                     log.warning("refused a malformed message: %s", why)
                     await reply_error(request_id, code, why)
                     continue
@@ -136,9 +155,97 @@ async def wire_stdio(
             yield read_recv, write_send
             tg.cancel_scope.cancel()
     finally:
+        in_transport.close()
         if direct is not None:
             await direct.drain()
         transport.close()
+
+
+class _Oversized:
+    """A line over the limit, in its place in the order: its first bytes, for its id."""
+
+    __slots__ = ("head",)
+
+    def __init__(self, head: bytes) -> None:
+        self.head = head
+
+
+_Slow = asyncio.Queue[bytes | _Oversized | None]
+
+
+class _LineProtocol(asyncio.Protocol):
+    """The client's input, cut into lines (:class:`LineSplitter`) as it arrives."""
+
+    def __init__(self, lines: LineSplitter, ended: Callable[[], None]) -> None:
+        self._lines = lines
+        self._ended: Callable[[], None] | None = ended
+
+    def data_received(self, data: bytes) -> None:
+        self._lines.feed(data)
+
+    def eof_received(self) -> bool | None:
+        self._end()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end()
+
+    def _end(self) -> None:
+        ended, self._ended = self._ended, None
+        if ended is not None:
+            self._lines.end()
+            ended()
+
+
+class _Reading:
+    """Flow control for the client's input: reading pauses while more than
+    :data:`MAX_WAITING` lines wait for the SDK server, or while the answers already written
+    pile up unread (:data:`MAX_UNREAD_BYTES`), and resumes once they have gone."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.ReadTransport | None = None
+        self._waiting = False  # paused for the queue
+        self._unread = False  # paused for the output
+
+    def put(self, queue: _Slow, item: bytes | _Oversized) -> None:
+        queue.put_nowait(item)
+        if queue.qsize() > MAX_WAITING and not self._waiting:
+            self._waiting = True
+            self._pause()
+
+    def taken(self, queue: _Slow) -> None:
+        if self._waiting and queue.qsize() <= MAX_WAITING // 2:
+            self._waiting = False
+            self._resume()
+
+    def check_output(self, writer: asyncio.StreamWriter) -> None:
+        if self._unread or writer.transport.get_write_buffer_size() <= MAX_UNREAD_BYTES:
+            return
+        self._unread = True
+        self._pause()
+
+        async def drained() -> None:
+            try:
+                await writer.drain()
+            finally:
+                self._unread = False
+                self._resume()
+
+        _background.add(task := asyncio.get_running_loop().create_task(drained()))
+        task.add_done_callback(_background.discard)
+
+    def _pause(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def _resume(self) -> None:
+        if self._waiting or self._unread:
+            return
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+
+_background: set[asyncio.Task[None]] = set()
 
 
 def _diagnose(line: bytes, exc: Exception) -> tuple[Any, int, str]:
