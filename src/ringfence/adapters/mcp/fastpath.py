@@ -41,7 +41,13 @@ from mcp_types import methods
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
-from ringfence.adapters.mcp.gateway import Connection, Gateway, GatewayError, ToolCall
+from ringfence.adapters.mcp.gateway import (
+    Connection,
+    Gateway,
+    GatewayError,
+    ToolCall,
+    Withheld,
+)
 from ringfence.adapters.mcp.results import complete_result
 
 __all__ = ["DirectCalls"]
@@ -156,11 +162,12 @@ class DirectCalls:
                 return
             upstream = gateway.upstreams[call.entry.server]
             answered = functools.partial(self._answered, request_id, version, call, out)
-            cancel = upstream.start_direct("tools/call", call.params, answered)
+            started = upstream.start_direct("tools/call", call.params, answered)
         except Exception as exc:
             self._reply(out, request_id, self._error_frame(request_id, version, name, exc))
             return
-        if cancel is not None:
+        if started is not None:
+            cancel, call.shaped_for = started
             self._calls[request_id] = _LaneCall(gateway, call, cancel)
             return
         task = asyncio.get_running_loop().create_task(self._answer(request_id, version, call, out))
@@ -245,10 +252,19 @@ class DirectCalls:
         except Exception as exc:
             failed = gateway.call_failed(call, exc)
             name = call.entry.exposed
-            self._reply(out, request_id, self._error_frame(request_id, version, name, failed))
+            if isinstance(failed, Withheld):
+                frame = self._result_frame(request_id, version, failed.result)
+            else:
+                frame = self._error_frame(request_id, version, name, failed)
+            self._reply(out, request_id, frame)
             return
         self._finish(
-            request_id, version, call.entry.exposed, out, lambda d: gateway.call_done(call, dump, d)
+            request_id,
+            version,
+            call.entry.exposed,
+            out,
+            lambda d: gateway.call_done(call, dump, d),
+            shaped_for=call.shaped_for,
         )
 
     async def _answer(
@@ -264,6 +280,10 @@ class DirectCalls:
             dump = await gateway.send_call(call)
         except asyncio.CancelledError:
             return  # a cancelled request gets no response (the outcome is recorded)
+        except Withheld as withheld:
+            self._reply(out, request_id, self._result_frame(request_id, version, withheld.result))
+            await out.drain()
+            return
         except Exception as exc:
             self._reply(out, request_id, self._error_frame(request_id, version, name, exc))
             await out.drain()
@@ -278,15 +298,18 @@ class DirectCalls:
         name: str,
         out: asyncio.StreamWriter,
         record: Callable[[Callable[[dict[str, Any]], None]], dict[str, Any]],
+        *,
+        shaped_for: str | None = None,
     ) -> None:
         """``record(deliver)``: the result written to the client by ``deliver`` before its
         outcome is recorded (the write only queues bytes, so the record is done before the
-        next message is read)."""
+        next message is read).  ``shaped_for``: the version the SDK's types already shaped
+        the result for (the lane's), which is not shaped again for a client of that version."""
         sent = False
 
         def deliver(result: dict[str, Any]) -> None:
             nonlocal sent
-            frame = self._result_frame(request_id, version, result)
+            frame = self._result_frame(request_id, version, result, shaped_for)
             out.write(frame)  # one write per frame: never interleaved
             sent = True
 
@@ -304,10 +327,14 @@ class DirectCalls:
         out.write(frame)
 
     def _result_frame(
-        self, request_id: types.RequestId, version: str, result: dict[str, Any]
+        self,
+        request_id: types.RequestId,
+        version: str,
+        result: dict[str, Any],
+        shaped_for: str | None = None,
     ) -> bytes:
-        frame = {"jsonrpc": "2.0", "id": request_id, "result": self._shaped(version, result)}
-        return _encode(frame) + b"\n"
+        shaped = self._shaped(version, result, shaped_for == version)
+        return _encode({"jsonrpc": "2.0", "id": request_id, "result": shaped}) + b"\n"
 
     def _error_frame(
         self, request_id: types.RequestId, version: str, name: str, exc: BaseException
@@ -325,11 +352,20 @@ class DirectCalls:
             error = {"code": types.INTERNAL_ERROR, "message": "Internal server error"}
         return _encode({"jsonrpc": "2.0", "id": request_id, "error": error}) + b"\n"
 
-    def _shaped(self, version: str, result: dict[str, Any]) -> dict[str, Any]:
-        """``result`` as the SDK's runner puts a tools/call result on the wire."""
-        shaped: dict[str, Any] = methods.serialize_server_result("tools/call", version, result)
-        if version in MODERN_PROTOCOL_VERSIONS:
-            shaped.setdefault("resultType", "complete")
+    def _shaped(self, version: str, result: dict[str, Any], done: bool = False) -> dict[str, Any]:
+        """``result`` as the SDK's runner puts a tools/call result on the wire (``done``: the
+        SDK's types already shaped it for ``version``; only the stamp is added)."""
+        modern = version in MODERN_PROTOCOL_VERSIONS
+        if modern and "resultType" not in result:  # the SDK's CallToolResult defaults it
+            result = {**result, "resultType": "complete"}
+        shaped: dict[str, Any]
+        if done:
+            shaped = dict(result)  # the result itself is what gets recorded: not changed
+            if not modern:
+                shaped.pop("resultType", None)  # not in the handshake era's schema
+        else:
+            shaped = methods.serialize_server_result("tools/call", version, result)
+        if modern:
             meta = shaped.get("_meta")
             if meta is None:
                 shaped["_meta"] = {types.SERVER_INFO_META_KEY: self._stamp}

@@ -49,7 +49,12 @@ from ringfence.adapters.mcp.results import (
     wire,
 )
 from ringfence.adapters.mcp.scan import Severity
-from ringfence.adapters.mcp.upstream import Upstream, UpstreamUnavailable, collect_pages
+from ringfence.adapters.mcp.upstream import (
+    ResultTooLarge,
+    Upstream,
+    UpstreamUnavailable,
+    collect_pages,
+)
 from ringfence.core.action import Action, ActionKind, argument_problem
 from ringfence.core.decision import Decision
 from ringfence.errors import SecretError
@@ -61,7 +66,7 @@ from ringfence.runtime.broker import (
 )
 from ringfence.runtime.guard import Guard
 
-__all__ = ["Connection", "Gateway", "GatewayError", "ToolCall"]
+__all__ = ["Connection", "Gateway", "GatewayError", "ToolCall", "Withheld"]
 
 log = logging.getLogger("ringfence.gateway")
 _SDK_META = "io.modelcontextprotocol/"
@@ -317,7 +322,11 @@ class Gateway(Requests):
         call = self.begin_call(conn, name, args, redact_progress=progress)
         if not isinstance(call, ToolCall):
             return call
-        return self.call_done(call, await self.send_call(call), deliver)
+        try:
+            dump = await self.send_call(call)
+        except Withheld as withheld:
+            return withheld.result
+        return self.call_done(call, dump, deliver)
 
     async def send_call(self, call: ToolCall) -> dict[str, Any]:
         """Send an admitted call to its upstream and wait: the result as JSON.  A failure is
@@ -373,6 +382,11 @@ class Gateway(Requests):
         ``exc`` (a GatewayError for the client, or ``exc`` itself when the call was
         cancelled by the client or by shutdown — still recorded)."""
         action, decision, started = call.action, call.decision, call.started
+        if isinstance(exc, ResultTooLarge):  # the call ran: its result is withheld
+            limit = self.config.max_result_bytes
+            error = ValueError(f"result is larger than max_result_bytes ({limit}); {exc}")
+            self.guard.record_outcome(action, decision, started_ns=started, error=error)
+            return Withheld(withheld_result(decision, error))
         if isinstance(exc, UpstreamUnavailable | MCPError):
             self.guard.record_outcome(action, decision, started_ns=started, error=self._scrub(exc))
             return self._scrub_error(upstream_error(exc, decision))
@@ -425,11 +439,7 @@ class Gateway(Requests):
             limit = self.config.max_result_bytes
             error = ValueError(f"result of {size} bytes is larger than max_result_bytes ({limit})")
             self.guard.record_outcome(action, decision, started_ns=started, error=error)
-            return {
-                "content": [{"type": "text", "text": f"Ringfence withheld the result: {error}"}],
-                "isError": True,
-                "_meta": {META_KEY: {"decision_id": decision.decision_id, "effect": "allow"}},
-            }
+            return withheld_result(decision, error)
         keep = (entry.config.record_results if entry.config else None) or self.config.record_results
         try:
             if deliver is not None:
@@ -465,10 +475,28 @@ def model_text(dump: dict[str, Any]) -> list[Any]:
     return out
 
 
+def withheld_result(decision: Decision, error: Exception) -> dict[str, Any]:
+    """The result a client gets for a call whose result the gateway does not pass on."""
+    return {
+        "content": [{"type": "text", "text": f"Ringfence withheld the result: {error}"}],
+        "isError": True,
+        "_meta": {META_KEY: {"decision_id": decision.decision_id, "effect": "allow"}},
+    }
+
+
+class Withheld(Exception):
+    """Raised instead of a failure whose answer is a result, not an error (see
+    :meth:`Gateway.call_failed`): ``result`` is what the client gets."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        super().__init__("result withheld")
+        self.result = result
+
+
 class ToolCall:
     """An admitted tool call on its way to the upstream (see :meth:`Gateway.begin_call`)."""
 
-    __slots__ = ("action", "decision", "entry", "progress", "send", "started")
+    __slots__ = ("action", "decision", "entry", "progress", "send", "shaped_for", "started")
 
     def __init__(
         self,
@@ -485,6 +513,7 @@ class ToolCall:
         self.started = started
         self.send = send  # the arguments as the upstream gets them (secrets put in)
         self.progress = progress
+        self.shaped_for: str | None = None  # the protocol version the result is shaped for
 
     @property
     def params(self) -> dict[str, Any]:

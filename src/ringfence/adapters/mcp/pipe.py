@@ -46,7 +46,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ringfence.adapters.mcp.framing import LineSplitter, leading_id
 
-__all__ = ["ENVELOPE_KEYS", "Lane", "LaneClosed", "LaneError", "pipe_client"]
+__all__ = ["ENVELOPE_KEYS", "Lane", "LaneClosed", "LaneError", "LaneTooLarge", "pipe_client"]
 
 log = logging.getLogger("ringfence.gateway")
 ENVELOPE_KEYS = (
@@ -76,6 +76,10 @@ class LaneError(Exception):
 Answered = Callable[[Any], None]
 """What a lane request's answer is handed to: the result (a dict, shaped by the SDK's types
 for the connection's version) or the exception the request failed with."""
+
+
+class LaneTooLarge(LaneError):
+    """The server's answer was larger than the lane reads (it was dropped unread)."""
 
 
 class Lane:
@@ -210,7 +214,7 @@ class Lane:
         pending = self._pending.get(request_id)
         if pending is None:
             return False
-        pending.finish(LaneError(types.INTERNAL_ERROR, why))
+        pending.finish(LaneTooLarge(types.INTERNAL_ERROR, why))
         return True
 
     def close(self) -> None:

@@ -28,10 +28,10 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ringfence import __version__
 from ringfence.adapters.mcp.config import ServerConfig
-from ringfence.adapters.mcp.pipe import Lane, LaneClosed, LaneError, pipe_client
+from ringfence.adapters.mcp.pipe import Lane, LaneClosed, LaneError, LaneTooLarge, pipe_client
 from ringfence.runtime.secrets import is_secret_env
 
-__all__ = ["Upstream", "UpstreamUnavailable", "collect_pages"]
+__all__ = ["ResultTooLarge", "Upstream", "UpstreamUnavailable", "collect_pages"]
 
 log = logging.getLogger("ringfence.gateway")
 T = TypeVar("T")
@@ -48,6 +48,10 @@ class UpstreamUnavailable(Exception):
         self.server = server
         self.reason = reason
         self.timeout = timeout
+
+
+class ResultTooLarge(Exception):
+    """The server answered, but with more than the gateway reads (the answer was dropped)."""
 
 
 class Upstream:
@@ -249,12 +253,13 @@ class Upstream:
 
     def start_direct(
         self, method: str, params: dict[str, Any], answered: Callable[[Any], None]
-    ) -> Callable[[], None] | None:
+    ) -> tuple[Callable[[], None], str] | None:
         """:meth:`call_direct` without awaiting: the request is sent now and its outcome
         (the result, or the exception :meth:`call_direct` would raise) goes to ``answered``
         from the lane's reader.  None, and nothing sent, when the lane cannot take it now
         (not connected, restarting, not negotiated): the caller then awaits
-        :meth:`call_direct` or :meth:`request`.  Returns what gives the request up."""
+        :meth:`call_direct` or :meth:`request`.  Returns what gives the request up and the
+        protocol version the result will be shaped for."""
         client, lane = self.client, self.lane
         if client is None or lane is None:
             return None
@@ -271,7 +276,7 @@ class Upstream:
         pending = lane.start(
             method, params, version=version, timeout=self.config.timeout, answered=outcome
         )
-        return pending.cancel
+        return pending.cancel, version
 
     def lane_failure(self, exc: Exception, client: Client, broken: anyio.Event) -> Exception:
         """What a failed lane request means to the caller (as :meth:`request` reports it)."""
@@ -282,6 +287,8 @@ class Upstream:
             return UpstreamUnavailable(
                 self.name, f"did not answer within {self.config.timeout:g} s", timeout=True
             )
+        if isinstance(exc, LaneTooLarge):
+            return ResultTooLarge(exc.message)
         if isinstance(exc, LaneError):
             return MCPError(exc.code, exc.message, exc.data)
         return exc
