@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
-from .conftest import raw_gateway
+from .conftest import audit_records, by_decision, of_type, raw_gateway
 from .test_gateway_playbook import received, recording_setup
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -121,6 +121,12 @@ async def test_a_direct_call_is_cancelled_upstream_and_gets_no_answer(tmp_path: 
     (hang,) = [m for m in upstream if m.get("method") == "tools/call"]
     (cancel,) = [m for m in upstream if m.get("method") == "notifications/cancelled"]
     assert hang["id"] == cancel["params"]["requestId"] == "rf-1"
+    # The call was allowed and sent, so its end is on record: cancelled, not lost.
+    records = audit_records(setup.root / "data")
+    (decision,) = [r for r in of_type(records, "decision") if r["tool"] == "rec__hang"]
+    (outcome,) = by_decision(records)[decision["decision_id"]][1:]
+    assert (outcome["type"], outcome["status"]) == ("outcome", "error")
+    assert "cancelled" in outcome["error"]
 
 
 def test_direct_calls_is_a_boolean_in_the_config(tmp_path: Path) -> None:

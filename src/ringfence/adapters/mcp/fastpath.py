@@ -202,10 +202,12 @@ class DirectCalls:
         request_id = params.get("requestId") if isinstance(params, dict) else None
         if not isinstance(request_id, str | int) or isinstance(request_id, bool):
             return False
-        task = self._calls.get(request_id)
-        if task is None:
+        call = self._calls.get(request_id)
+        if call is None:
             return False
-        task.cancel()
+        if isinstance(call, _LaneCall):
+            del self._calls[request_id]  # a task leaves when it has finished cancelling
+        call.cancel()
         return True
 
     @property
@@ -393,8 +395,11 @@ class _LaneCall:
     def __init__(self, gateway: Gateway, call: ToolCall, cancel: Callable[[], None]) -> None:
         self._gateway = gateway
         self._call = call
-        self._cancel = cancel
+        self._cancel: Callable[[], None] | None = cancel
 
     def cancel(self) -> None:
-        self._cancel()
+        cancel, self._cancel = self._cancel, None
+        if cancel is None:
+            return  # cancelled already: recorded once
+        cancel()
         self._gateway.call_failed(self._call, asyncio.CancelledError())
