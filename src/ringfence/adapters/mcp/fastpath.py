@@ -49,6 +49,7 @@ from ringfence.adapters.mcp.gateway import (
     Withheld,
 )
 from ringfence.adapters.mcp.results import complete_result
+from ringfence.adapters.mcp.shapes import plain_tool_result
 
 __all__ = ["DirectCalls"]
 
@@ -366,7 +367,10 @@ class DirectCalls:
             if not modern:
                 shaped.pop("resultType", None)  # not in the handshake era's schema
         else:
-            shaped = methods.serialize_server_result("tools/call", version, result)
+            plain = plain_tool_result(result, version)
+            if plain is None:
+                plain = methods.serialize_server_result("tools/call", version, result)
+            shaped = plain
         if modern:
             meta = shaped.get("_meta")
             if meta is None:

@@ -45,6 +45,7 @@ from mcp_types import methods
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ringfence.adapters.mcp.framing import LineSplitter, leading_id
+from ringfence.adapters.mcp.shapes import plain_tool_result
 
 __all__ = ["ENVELOPE_KEYS", "Lane", "LaneClosed", "LaneError", "LaneTooLarge", "pipe_client"]
 
@@ -244,6 +245,10 @@ class _Pending:
     def shape(self, result: dict[str, Any]) -> Any:
         """The result as the SDK's types put it on the wire for this connection's version,
         or the ValueError (pydantic's) saying why it is not a valid result."""
+        if self.method == "tools/call":
+            plain = plain_tool_result(result, self.version)
+            if plain is not None:
+                return plain
         try:
             shaped: dict[str, Any] = methods.serialize_server_result(
                 self.method, self.version, result
