@@ -71,6 +71,7 @@ __all__ = ["Connection", "Gateway", "GatewayError", "ToolCall", "Withheld"]
 log = logging.getLogger("ringfence.gateway")
 _SDK_META = "io.modelcontextprotocol/"
 _json_bytes = msgspec.json.Encoder().encode
+_MEDIA = ("image", "audio")
 
 
 class Gateway(Requests):
@@ -462,11 +463,14 @@ def model_text(dump: dict[str, Any]) -> list[Any]:
     """What of a ``CallToolResult`` (as JSON) the session takes in: each content block
     without its ``type``, the structured content and the result's own ``_meta`` — the
     values a model can be shown, not the protocol's envelope (``content``, ``type``,
-    ``text``, ``isError``), whose fixed words carry nothing to scan or trace."""
+    ``text``, ``isError``), whose fixed words carry nothing to scan or trace.  An image's or
+    audio clip's ``data`` reaches the model as media, not text, and is left out (as the
+    tripwire scan leaves it out of a whole result)."""
     out: list[Any] = []
     for block in dump.get("content") or ():
         if isinstance(block, dict):
-            out.extend(v for k, v in block.items() if k != "type")
+            media = block.get("type") in _MEDIA
+            out.extend(v for k, v in block.items() if k != "type" and not (media and k == "data"))
         else:
             out.append(block)
     for key in ("structuredContent", "_meta"):
