@@ -33,7 +33,7 @@ from ringfence.core.textscan import (
 )
 from ringfence.core.tripwire_rules import INJECTION, ROLE_MARKERS
 
-__all__ = ["scan_text"]
+__all__ = ["SHORT_TEXT", "finds_nothing", "scan_text"]
 
 
 class _Families:
@@ -252,9 +252,22 @@ class _Recorder:
 
 # Short strings recur in every tool result (keys, "type" values, ids, small answers), and a
 # scan is deterministic: what it found is replayed at the new pointer instead of rescanned.
-_CACHED_CHARS = 256
+_CACHED_CHARS = SHORT_TEXT = 256
 _CACHE_ENTRIES = 4096
 _cache: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {}
+
+
+def finds_nothing(text: str) -> bool:
+    """Whether :func:`scan_text` finds nothing in ``text`` (a string of at most
+    :data:`_CACHED_CHARS` characters, as a scan reads it); from the same cache."""
+    cached = _cache.get(text)
+    if cached is None:
+        recorder = _Recorder()
+        cached = (_scan_text(text, "", recorder), tuple(recorder.calls))  # type: ignore[arg-type]
+        if len(_cache) >= _CACHE_ENTRIES:
+            _cache.clear()
+        _cache[text] = cached
+    return not cached[1]
 
 
 def scan_text(text: str, pointer: str | Callable[[], str], hits: Hits) -> str:

@@ -44,7 +44,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from ringfence.core.textscan import Hits, Severity, json_pointer, reveal
-from ringfence.core.tripwire_scan import scan_text
+from ringfence.core.tripwire_scan import SHORT_TEXT, finds_nothing, scan_text
 
 __all__ = [
     "CODES",
@@ -300,6 +300,30 @@ def _classify(
     return out
 
 
+def _clean_strings(items: list[Any], limits: TripwireLimits) -> TripwireReport | None:
+    """The report of :func:`scan_output` for a list of short strings that all scan clean
+    (what a tool's text answers are), without the walk; None for anything else."""
+    if len(items) >= limits.max_nodes:
+        return None
+    total = 0
+    for item in items:
+        if type(item) is not str or len(item) > SHORT_TEXT:
+            return None
+        if not item:
+            continue
+        if item.isascii():
+            total += len(item)
+        else:
+            raw = item.encode("utf-8", "surrogatepass")
+            total += len(raw)
+            item = raw.decode("utf-8", "replace")
+        if not finds_nothing(item):
+            return None
+    if total > limits.max_bytes:
+        return None
+    return TripwireReport((), (), total, False)
+
+
 def _sort_key(f: Finding) -> tuple[str, str, int, str, str]:
     return (f.pointer, f.code, -_RANK[f.severity], f.excerpt, f.message)
 
@@ -316,6 +340,10 @@ def scan_output(
     skipped.  Never raises for any input value (a failing classifier becomes a
     ``classifier.error`` finding).  Findings are sorted by pointer, code, severity and excerpt.
     """
+    if not classifiers and type(content) is list:
+        clean = _clean_strings(content, limits)
+        if clean is not None:
+            return clean
     walk = _Walk(limits)
     walk.walk(content)
     findings = []

@@ -57,7 +57,7 @@ _MAX_DIGEST = 128
 Count = Annotated[int, msgspec.Meta(ge=0, le=_INT_MAX)]
 
 
-class SessionState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class SessionState(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
     """What a session has accumulated: labels, named counters, how many calls (in all and
     per tool), digests of the most recent calls (for loop detection) and provenance."""
 
@@ -161,6 +161,8 @@ class SessionState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         if source is Source.UNTRUSTED and UNTRUSTED_LABEL not in labels:
             labels = labels | {UNTRUSTED_LABEL}
         state = msgspec.structs.replace(self, labels=labels, provenance=provenance)
+        if labels is self.labels and _SHELL in self.__dict__:
+            state.__dict__[_SHELL] = self.__dict__[_SHELL]  # only provenance changed
         return _fit(state, limits)
 
     def size_bytes(self) -> int:
@@ -234,15 +236,25 @@ def _fit(state: SessionState, limits: FlowLimits) -> SessionState:
 
 def _encoded_size(state: SessionState) -> int:
     """``len(encode_state(state))`` without encoding what provenance holds: each record
-    knows its own encoded size (kept up to date as parts come and go)."""
+    knows its own encoded size (kept up to date as parts come and go), and the rest of the
+    state (its "shell") is encoded once per state and carried over when only provenance
+    changes (:meth:`SessionState.observe`)."""
     p = state.provenance
+    shell: int | None = state.__dict__.get(_SHELL)
+    if shell is None:
+        shell = len(_ENCODER.encode(msgspec.structs.replace(state, provenance=_NO_PROVENANCE)))
+        state.__dict__[_SHELL] = shell
+    if p.named:
+        shell += len(_ENCODER.encode(Provenance(named=p.named))) - _EMPTY_PROVENANCE
     seens = (p.user_seen, p.trusted_seen, p.untrusted_seen)
-    shell = msgspec.structs.replace(state, provenance=Provenance(named=p.named))
-    return len(_ENCODER.encode(shell)) + sum(s.encoded_size() - _EMPTY_SEEN for s in seens)
+    return shell + sum(s.encoded_size() - _EMPTY_SEEN for s in seens)
 
 
 _ENCODER = msgspec.json.Encoder(order="deterministic")
 _EMPTY_SEEN = len(_ENCODER.encode(Seen()))
+_NO_PROVENANCE = Provenance()
+_EMPTY_PROVENANCE = len(_ENCODER.encode(_NO_PROVENANCE))
+_SHELL = "_shell_bytes"  # the cached encoded size of a state without its provenance
 _DECODER = msgspec.json.Decoder(SessionState)
 _DIGEST_ENCODER = msgspec.json.Encoder(order="sorted")
 
