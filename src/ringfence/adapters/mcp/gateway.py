@@ -16,6 +16,7 @@ what reaches the client — JSON-RPC errors and their codes, deny results — is
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,6 +32,7 @@ from mcp.shared.dispatcher import ProgressFnT as Progress
 from ringfence.adapters.mcp import secrets as sec
 from ringfence.adapters.mcp.catalog import Catalog, ToolEntry
 from ringfence.adapters.mcp.config import SEPARATOR, GatewayConfig
+from ringfence.adapters.mcp.recorder import Recorder
 from ringfence.adapters.mcp.requests import Connection, Requests
 from ringfence.adapters.mcp.results import (
     INPUT_RULE,
@@ -86,6 +88,7 @@ class Gateway(Requests):
         errlog: Any = None,
         transports: Mapping[str, Callable[[], Any]] | None = None,
         secrets: SecretBroker | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         """``transports`` replaces how a server is reached (a test connects in-process).
 
@@ -96,6 +99,9 @@ class Gateway(Requests):
         self.config = config
         self.guard = guard
         self.secrets = secrets
+        # Where outcome records are written once the client has its answer (see
+        # .recorder): at once by default; on a thread of its own in `ringfence gateway run`.
+        self.recorder = recorder or Recorder()
         if secrets is not None:
             install_audit_redaction(guard.audit, secrets)
         self.catalog = Catalog(config, now=now, record=self._audit)
@@ -144,7 +150,9 @@ class Gateway(Requests):
             task_status.started()
 
     def stop(self) -> None:
-        """Disconnect every upstream (run() then returns)."""
+        """Disconnect every upstream (run() then returns); outcomes still waiting to be
+        recorded are written first."""
+        self.recorder.flush()
         for upstream in self.upstreams.values():
             upstream.stop()
 
@@ -442,20 +450,24 @@ class Gateway(Requests):
             self.guard.record_outcome(action, decision, started_ns=started, error=error)
             return withheld_result(decision, error)
         keep = (entry.config.record_results if entry.config else None) or self.config.record_results
+        record = functools.partial(
+            self.guard.record_outcome,
+            action,
+            decision,
+            started_ns=started,
+            result=dump,
+            error=ToolError("the tool reported an error") if dump.get("isError") else None,
+            content=dump if keep == "content" else None,
+            labels=labels,
+            observed=model_text(dump),
+        )
+        if deliver is None:
+            record()
+            return dump
         try:
-            if deliver is not None:
-                deliver(dump)
+            deliver(dump)
         finally:
-            self.guard.record_outcome(
-                action,
-                decision,
-                started_ns=started,
-                result=dump,
-                error=ToolError("the tool reported an error") if dump.get("isError") else None,
-                content=dump if keep == "content" else None,
-                labels=labels,
-                observed=model_text(dump),
-            )
+            self.recorder.submit(record)  # before the next action: Requests.action flushes
         return dump
 
 

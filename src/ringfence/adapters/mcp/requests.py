@@ -28,6 +28,7 @@ from mcp import Client, MCPError
 from ringfence.adapters.mcp import secrets as sec
 from ringfence.adapters.mcp.catalog import Catalog
 from ringfence.adapters.mcp.config import SEPARATOR, GatewayConfig, Identity
+from ringfence.adapters.mcp.recorder import Recorder
 from ringfence.adapters.mcp.results import (
     FORBIDDEN,
     INTERNAL_ERROR,
@@ -80,13 +81,18 @@ class Requests:
     catalog: Catalog
     secrets: SecretBroker | None
     upstreams: dict[str, Upstream]
+    recorder: Recorder
     _resource_servers: dict[str, str]  # resource URI -> the server that listed it
     _template_servers: dict[str, str]  # URI template prefix -> the server that listed it
 
     def action(
         self, conn: Connection, tool: str, args: dict[str, Any], kind: str = ActionKind.TOOL_CALL
     ) -> Action:
-        """The Action for a request on ``conn`` (as its verified credential's, if it has one)."""
+        """The Action for a request on ``conn`` (as its verified credential's, if it has one).
+
+        Every outcome the recorder was handed before is recorded first: no request is
+        decided without the labels and provenance earlier results brought."""
+        self.recorder.flush()
         ident = conn.identity
         action = Action(
             kind=kind,

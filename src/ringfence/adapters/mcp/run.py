@@ -26,6 +26,7 @@ from ringfence.adapters.mcp.config import GatewayConfig, SecretsConfig
 from ringfence.adapters.mcp.credentials import close_verifier, open_verifier, stdio_credential
 from ringfence.adapters.mcp.fastpath import DirectCalls
 from ringfence.adapters.mcp.gateway import Connection, Gateway
+from ringfence.adapters.mcp.recorder import Recorder
 from ringfence.adapters.mcp.server import bearer_identity, build_server
 from ringfence.adapters.mcp.stdio import wire_stdio
 from ringfence.runtime.broker import SecretBroker, install_log_filter
@@ -56,8 +57,14 @@ async def open_gateway(config: GatewayConfig, *, errlog: Any = None) -> AsyncIte
     )
     guard.closing(lambda: close_verifier(verifier))
     try:
+        recorder = Recorder(threaded=True)
+        guard.closing(recorder.close)  # outcomes still waiting are written before the log closes
         gateway = Gateway(
-            config, guard, errlog=errlog or sys.stderr, secrets=_secret_broker(config, guard)
+            config,
+            guard,
+            errlog=errlog or sys.stderr,
+            secrets=_secret_broker(config, guard),
+            recorder=recorder,
         )
         async with anyio.create_task_group() as tg:
             await tg.start(gateway.run)

@@ -8,6 +8,7 @@ covered in tests/integration/mcp.
 from __future__ import annotations
 
 import textwrap
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from nacl.signing import SigningKey
 import ringfence
 from ringfence.adapters.mcp.config import config_from_text
 from ringfence.adapters.mcp.gateway import Connection, Gateway, GatewayError
+from ringfence.adapters.mcp.recorder import Recorder
 from ringfence.core.audit.encoding import decode
 from ringfence.runtime.audit import AuditLog
 from ringfence.runtime.guard import Guard
@@ -280,3 +282,37 @@ async def test_surface_events_are_audited_and_pins_saved(env: Env, tmp_path: Pat
     surface = [r for r in env.records() if r["type"] == "mcp_surface"]
     assert sorted(r["tool"] for r in surface if r["event"] == "tool.pinned") == sorted(TOOLS)
     assert (tmp_path / "data" / "mcp-pins.json").exists()
+
+
+async def test_no_action_is_made_before_earlier_outcomes_are_recorded(tmp_path: Path) -> None:
+    # `ringfence gateway run` records outcomes on a thread once the client has its answer;
+    # the next request must still see what that result brought to the session.
+    calls: list[tuple[str, dict[str, Any]]] = []
+    config, guard, log = make(tmp_path)
+    record = guard.record_outcome
+
+    def slow_record(*args: Any, **kwargs: Any) -> None:
+        time.sleep(0.2)
+        record(*args, **kwargs)
+
+    guard.record_outcome = slow_record  # type: ignore[method-assign]
+    server = upstream_server(calls)
+    recorder = Recorder(threaded=True)
+    gateway = Gateway(config, guard, transports={"up": lambda: server}, recorder=recorder)
+    conn = Connection(config.identity, session="s-1")
+    delivered: list[dict[str, Any]] = []
+    async with anyio.create_task_group() as tg:
+        await tg.start(gateway.run)
+        try:
+            await gateway.call_tool_wire(conn, "up__echo", {"text": "hi"}, deliver=delivered.append)
+            assert delivered and guard.session_labels("s-1") == frozenset()  # not yet recorded
+            gateway.action(conn, "up__echo", {"text": "again"})  # any request flushes first
+            assert guard.session_labels("s-1") == frozenset({"untrusted"})
+        finally:
+            gateway.stop()
+            recorder.close()
+    records = Env(gateway, log, calls).records()
+    log.close()
+    assert [(r["type"], r.get("labels")) for r in records if r["type"] == "outcome"] == [
+        ("outcome", ["untrusted"])
+    ]
