@@ -138,3 +138,26 @@ def test_direct_calls_is_a_boolean_in_the_config(tmp_path: Path) -> None:
     assert config_from_text("policy: p.yaml\nservers: {a: {command: x}}\n").direct_calls
     with pytest.raises(ConfigError, match="direct_calls"):
         config_from_text(text.replace("VALUE", '"yes"'))
+
+
+@pytest.mark.parametrize("era", ["2025-11-25", MODERN])
+async def test_an_upstream_held_to_the_handshake_era_serves_either_client(
+    tmp_path: Path, era: str
+) -> None:
+    setup, log = recording_setup(tmp_path)
+    setup.servers["rec"]["protocol"] = "handshake"
+    setup.write()
+    async with raw_gateway(setup) as gw:
+        if era == MODERN:
+            await gw.request(0, "server/discover", {"_meta": ENVELOPE})
+        else:
+            await gw.initialize(era)
+        params = calls(era)[0]
+        (answer,) = await gw.request(1, "tools/call", params)
+    assert answer["result"]["content"] == [{"type": "text", "text": "note 1: hello"}]
+    assert ("resultType" in answer["result"]) is (era == MODERN)
+    upstream = received(log)
+    assert [
+        m["method"] for m in upstream if m.get("method") in ("initialize", "server/discover")
+    ] == ["initialize"]
+    assert [m["id"] for m in upstream if m.get("method") == "tools/call"] == ["rf-1"]

@@ -103,6 +103,10 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fro
     timeout: float = 60.0
     connect_timeout: float = 30.0
     restart: bool = True
+    # How the gateway negotiates with the server: "auto" (the newest era the server speaks,
+    # 2026-07-28 first) or "handshake" (the initialize handshake of the 2025 era), for a
+    # server that misbehaves on the new era or answers it more slowly.
+    protocol: Literal["auto", "handshake"] = "auto"
 
     @property
     def transport(self) -> str:

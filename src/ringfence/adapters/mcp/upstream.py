@@ -142,7 +142,7 @@ class Upstream:
             cache=None,  # every listing is fetched, so a changed tool is always seen
             read_timeout_seconds=self.config.timeout,
             message_handler=self._message,
-            mode="auto",
+            mode="legacy" if self.config.protocol == "handshake" else "auto",
             client_info=types.Implementation(name="ringfence-gateway", version=__version__),
         )
 
