@@ -24,7 +24,11 @@ a decision and an outcome per allowed call, a decision per denied call, and the 
 records (pins), nothing else.
 
 Both protocol eras: ``auto`` negotiates 2026-07-28 with this SDK; ``legacy`` is the
-initialize handshake (2025-11-25).
+initialize handshake (2025-11-25).  In each era the gateway and the passthrough speak that era
+to the upstream too (the gateway's ``protocol: handshake`` for the legacy era), as the direct
+client does, so the comparison is one era end to end; ``--upstream-era auto`` leaves them on
+the newest era the upstream speaks (the gateway's default), which costs a legacy client the
+2026-07-28 era's dearer processing in the upstream.
 
 Profiling the gateway process: ``RINGFENCE_BENCH_PROFILE=/tmp/gw.prof`` runs it under
 cProfile (the stats file gets the era appended); ``RINGFENCE_BENCH_PYSPY=/tmp/gw`` under
@@ -75,7 +79,7 @@ rules:
 """
 
 
-def _gateway_yaml(count_file: Path) -> str:
+def _gateway_yaml(count_file: Path, upstream: str = "auto") -> str:
     return (
         "policy: policy.yaml\n"
         "data_dir: data\n"
@@ -84,6 +88,7 @@ def _gateway_yaml(count_file: Path) -> str:
         f"    command: {json.dumps(sys.executable)}\n"
         f"    args: {json.dumps([str(ECHO), '--count-file', str(count_file)])}\n"
         "    trusted: true\n"
+        f"    protocol: {upstream}\n"
     )
 
 
@@ -157,7 +162,9 @@ def _denied_ok(result: Any) -> None:
         raise SystemExit(f"gateway benchmark: the denied call was not denied: {result!r}")
 
 
-async def _one_era(folder: Path, mode: str, calls: int, warmup: int) -> dict[str, Any]:
+async def _one_era(
+    folder: Path, mode: str, calls: int, warmup: int, upstream_era: str = "same"
+) -> dict[str, Any]:
     from mcp import Client, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
@@ -165,7 +172,11 @@ async def _one_era(folder: Path, mode: str, calls: int, warmup: int) -> dict[str
     counts = {p: folder / f"upstream-{p}.count" for p in PATHS}
     (folder / "policy.yaml").write_text(POLICY)
     config = folder / "gateway.yaml"
-    config.write_text(_gateway_yaml(counts["gateway"]))
+    # "same": the proxies speak the client's era to the upstream too, as the direct client
+    # does; "auto": they take the newest era the upstream speaks, whatever the client's.
+    handshake = upstream_era == "same" and mode == "legacy"
+    config.write_text(_gateway_yaml(counts["gateway"], "handshake" if handshake else "auto"))
+    through = ["--legacy-upstream"] if handshake else []
     commands = {
         "direct": _echo_command(counts["direct"]),
         "relay": [
@@ -179,6 +190,7 @@ async def _one_era(folder: Path, mode: str, calls: int, warmup: int) -> dict[str
             sys.executable,
             str(Path(__file__).resolve()),
             "--passthrough",
+            *through,
             "--",
             *_echo_command(counts["passthrough"]),
         ],
@@ -350,15 +362,24 @@ def _check_audit(data_dir: Path, allowed: int, denied: int) -> dict[str, Any]:
 
 
 def gateway_latency(
-    calls: int = 2_000, warmup: int = 200, modes: tuple[str, ...] = MODES
+    calls: int = 2_000,
+    warmup: int = 200,
+    modes: tuple[str, ...] = MODES,
+    upstream_era: str = "same",
 ) -> dict[str, Any]:
     """Direct, passthrough and gateway tools/call latency per protocol era (see the docstring)."""
     eras: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="rf-gw-bench-") as tmp:
         for mode in modes:
-            got = anyio.run(_one_era, Path(tmp) / mode, mode, calls, warmup)
+            got = anyio.run(_one_era, Path(tmp) / mode, mode, calls, warmup, upstream_era)
             eras[got["protocol"]] = got
-    return {"calls": calls, "warmup": warmup, "block": BLOCK, "eras": eras}
+    return {
+        "calls": calls,
+        "warmup": warmup,
+        "block": BLOCK,
+        "upstream_era": upstream_era,
+        "eras": eras,
+    }
 
 
 def table(results: dict[str, Any]) -> Any:
@@ -501,7 +522,7 @@ async def _relay(command: list[str]) -> None:
     await child.wait()
 
 
-async def _passthrough(command: list[str]) -> None:
+async def _passthrough(command: list[str], legacy: bool = False) -> None:
     """Serve stdio, forwarding tools/list and tools/call to ``command`` with no checks."""
     import mcp_types as types
     from mcp import Client, StdioServerParameters
@@ -509,7 +530,7 @@ async def _passthrough(command: list[str]) -> None:
     from mcp.server.stdio import stdio_server
 
     params = StdioServerParameters(command=command[0], args=command[1:])
-    async with Client(params, cache=None, mode="auto") as upstream:
+    async with Client(params, cache=None, mode="legacy" if legacy else "auto") as upstream:
 
         async def list_tools(
             ctx: ServerRequestContext[Any], p: types.PaginatedRequestParams | None
@@ -536,12 +557,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="300 calls, 50 warm-up.")
     parser.add_argument("--modes", default=",".join(MODES), help="auto, legacy or both")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "gateway.json")
+    parser.add_argument(
+        "--upstream-era",
+        choices=("same", "auto"),
+        default="same",
+        help="same: the proxies speak the client's protocol era to the upstream (as the "
+        "direct client does); auto: the newest era the upstream speaks, whatever the client's.",
+    )
     parser.add_argument("--passthrough", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--legacy-upstream", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--relay", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("command", nargs="*", help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.passthrough:
-        anyio.run(_passthrough, opts.command)
+        anyio.run(_passthrough, opts.command, opts.legacy_upstream)
         return
     if opts.relay:
         loop = {"use_uvloop": importlib.util.find_spec("uvloop") is not None}
@@ -556,7 +585,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()}, Python {platform.python_version()}, "
         f"{len(os.sched_getaffinity(0))} cores",
-        **gateway_latency(calls, warmup, tuple(opts.modes.split(","))),
+        **gateway_latency(calls, warmup, tuple(opts.modes.split(",")), opts.upstream_era),
         "in_process": in_process(2_000 if opts.quick else 10_000),
     }
     console = Console(width=160)
