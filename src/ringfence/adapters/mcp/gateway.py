@@ -16,7 +16,6 @@ what reaches the client — JSON-RPC errors and their codes, deny results — is
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -450,17 +449,19 @@ class Gateway(Requests):
             self.guard.record_outcome(action, decision, started_ns=started, error=error)
             return withheld_result(decision, error)
         keep = (entry.config.record_results if entry.config else None) or self.config.record_results
-        record = functools.partial(
-            self.guard.record_outcome,
-            action,
-            decision,
-            started_ns=started,
-            result=dump,
-            error=ToolError("the tool reported an error") if dump.get("isError") else None,
-            content=dump if keep == "content" else None,
-            labels=labels,
-            observed=model_text(dump),
-        )
+
+        def record() -> None:
+            self.guard.record_outcome(
+                action,
+                decision,
+                started_ns=started,
+                result=dump,
+                error=ToolError("the tool reported an error") if dump.get("isError") else None,
+                content=dump if keep == "content" else None,
+                labels=labels,
+                observed=model_text(dump),
+            )
+
         if deliver is None:
             record()
             return dump
