@@ -135,8 +135,10 @@ class Lane:
         writer = self._writer
         if writer is None or self._closed:
             raise LaneClosed("not connected")
-        if version in MODERN_PROTOCOL_VERSIONS and self._envelope is not None:
-            params = {**params, "_meta": {**params.get("_meta", {}), **self._envelope}}
+        envelope = self._envelope
+        if envelope is not None and version in MODERN_PROTOCOL_VERSIONS:
+            meta = params.get("_meta")
+            params = {**params, "_meta": envelope if meta is None else {**meta, **envelope}}
         request_id = f"rf-{next(self._ids)}"
         frame = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
         pending = _Pending(self, request_id, method, version, answered)
