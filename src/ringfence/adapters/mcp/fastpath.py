@@ -161,11 +161,16 @@ class DirectCalls:
             if not isinstance(call, ToolCall):  # refused: the result says why
                 self._reply(out, request_id, self._result_frame(request_id, version, call))
                 return
+        except Exception as exc:
+            self._reply(out, request_id, self._error_frame(request_id, version, name, exc))
+            return
+        try:
             upstream = gateway.upstreams[call.entry.server]
             answered = functools.partial(self._answered, request_id, version, call, out)
             started = upstream.start_direct("tools/call", call.params, answered)
-        except Exception as exc:
-            self._reply(out, request_id, self._error_frame(request_id, version, name, exc))
+        except Exception as exc:  # allowed and on record: its end is recorded too
+            failed = gateway.call_failed(call, exc)
+            self._reply(out, request_id, self._error_frame(request_id, version, name, failed))
             return
         if started is not None:
             cancel, call.shaped_for = started

@@ -386,8 +386,9 @@ class Gateway(Requests):
 
     def call_failed(self, call: ToolCall, exc: BaseException) -> BaseException:
         """Record how a call that went to the upstream failed; what to raise instead of
-        ``exc`` (a GatewayError for the client, or ``exc`` itself when the call was
-        cancelled by the client or by shutdown — still recorded)."""
+        ``exc``: a GatewayError for the client, :class:`Withheld` for a result too large to
+        pass on, or ``exc`` itself for an internal failure (an internal error to the
+        client) and when the call was cancelled by the client or by shutdown."""
         action, decision, started = call.action, call.decision, call.started
         if isinstance(exc, ResultTooLarge):  # the call ran: its result is withheld
             limit = self.config.max_result_bytes
@@ -404,6 +405,9 @@ class Gateway(Requests):
             why = f"MCP server {server!r} sent an invalid result"
             self.guard.record_outcome(action, decision, started_ns=started, error=ValueError(why))
             return GatewayError(INTERNAL_ERROR, why, {"decision_id": decision.decision_id})
+        if isinstance(exc, Exception):  # an internal failure: on record as what it was
+            self.guard.record_outcome(action, decision, started_ns=started, error=self._scrub(exc))
+            return exc
         cancelled = anyio.get_cancelled_exc_class()("the call was cancelled before it ended")
         self.guard.record_outcome(action, decision, started_ns=started, error=cancelled)
         return exc

@@ -273,9 +273,12 @@ class Upstream:
                 result = self.lane_failure(result, client, broken)
             answered(result)
 
-        pending = lane.start(
-            method, params, version=version, timeout=self.config.timeout, answered=outcome
-        )
+        try:
+            pending = lane.start(
+                method, params, version=version, timeout=self.config.timeout, answered=outcome
+            )
+        except LaneClosed:
+            return None  # closed since ready(): call_direct reports it (and reconnects)
         return pending.cancel, version
 
     def lane_failure(self, exc: Exception, client: Client, broken: anyio.Event) -> Exception:
