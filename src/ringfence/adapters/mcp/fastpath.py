@@ -12,13 +12,17 @@ SDK's own rules for what goes on the wire:
   2026-07-28 request whose envelope passes the SDK's own ladder
   (``classify_inbound_request``), or a request on a connection whose ``initialize`` the SDK
   answered and whose ``notifications/initialized`` arrived; params the SDK's
-  ``CallToolRequestParams`` accepts; no progress token.  Anything else — a malformed call, a
-  call before negotiation, a call asking for progress — goes to the SDK server, which
-  answers it as it always does;
+  ``CallToolRequestParams`` accepts (asked once per ``_meta``: a client stamps every request
+  alike, and only ``name`` and ``arguments`` are then checked by hand); no progress token.
+  Anything else — a malformed call, a call before negotiation, a call asking for progress —
+  goes to the SDK server, which answers it as it always does;
+* the call is admitted and sent on the upstream's lane before the reader's callback returns,
+  and answered from the lane reader's callback (a task only when the lane cannot take it);
 * the result is shaped by the SDK's per-version serializer
-  (``mcp_types.methods.serialize_server_result``) and, for 2026-07-28, gets ``resultType``
-  and the gateway's ``serverInfo`` stamp (``Server.server_info_stamp``), as the SDK's runner
-  does;
+  (``mcp_types.methods.serialize_server_result``; :func:`~.shapes.plain_tool_result` for
+  the usual text answer, held to the same output by a property test; not again when the
+  lane shaped it for the same version) and, for 2026-07-28, gets ``resultType`` and the
+  gateway's ``serverInfo`` stamp (``Server.server_info_stamp``), as the SDK's runner does;
 * a ``notifications/cancelled`` for a call taken here cancels it (no response is sent, and
   the upstream is told); any other goes to the SDK.
 

@@ -2,20 +2,23 @@
 
 The SDK's :class:`mcp.Client` still speaks MCP to the server: negotiation (``initialize`` or
 ``server/discover``), listings, notifications, progress, everything.  This transport only
-replaces how its messages reach the child process — asyncio pipes and newline framing, the
-same as :mod:`.stdio` on the client side — and adds a :class:`Lane`: the gateway sends a
-``tools/call`` it has admitted straight to the pipe and the reader hands the answer back to
-the waiting call, without the SDK session's request machinery (task groups, memory streams,
-dispatcher contexts).  That machinery costs the gateway several hundred microseconds of CPU
-per call; the lane costs a few (measured in ``bench/gateway.py``).
+replaces how its messages reach the child process — a subprocess protocol whose output is
+cut into lines as it arrives (:class:`~.framing.LineSplitter`), the same as :mod:`.stdio` on
+the client side — and adds a :class:`Lane`: the gateway sends a ``tools/call`` it has
+admitted straight to the pipe, and the answer is handed to the call's continuation in the
+callback that read it (:meth:`Lane.start`), without the SDK session's request machinery (task
+groups, memory streams, dispatcher contexts) and without a task or a future of its own.
 
 What the lane does not do it leaves to the SDK: it is used only once the SDK has negotiated
 the connection, it sends exactly the request envelope the SDK's own latest request carried
 (the 2026-07-28 ``_meta`` stamp: protocol version, client info and capabilities), and every
-answer is checked with the SDK's own types (``jsonrpc_message_adapter`` for the frame,
-``mcp_types.methods.validate_server_result`` for the result of the negotiated version).
-Lane requests have string ids (``rf-1``, ``rf-2``, …); the SDK numbers its own, so the two
-never collide and an answer for anything else goes to the SDK unchanged.
+answer is checked before it is used: the JSON-RPC frame's shape here, the result by the SDK's
+types for the negotiated version (``mcp_types.methods.serialize_server_result``), or, for
+the usual text answer, by :func:`~.shapes.plain_tool_result`, which a property test holds to
+the same output.  Everything that is not a lane answer goes to the SDK client through its
+own parser (``jsonrpc_message_adapter``).  Lane requests have string ids (``rf-1``,
+``rf-2``, …); the SDK numbers its own, so the two never collide and an answer for anything
+else goes to the SDK unchanged.
 
 The child runs in its own session (process group).  On close its stdin is closed, then it
 gets ``SIGTERM`` and, if it is still there, ``SIGKILL`` — the whole group, so a server that

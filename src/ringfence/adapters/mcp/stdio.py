@@ -5,8 +5,12 @@ front of an agent needs three things it does not do: a line longer than
 ``max_message_bytes`` is refused before it is parsed; a line that is not JSON, or not a valid
 JSON-RPC message, gets a JSON-RPC error reply (``-32700`` / ``-32600``) instead of being dropped
 (a client waiting on that id would hang); and reads and writes go through asyncio pipes, not a
-worker thread per line (measured: about 0.4 ms less per call).  Parsing and serialising are
-the SDK's own (``jsonrpc_message_adapter``, ``model_dump_json``): only the framing is here.
+worker thread per line (measured: about 0.4 ms less per call).  Lines are cut as bytes
+arrive (:class:`~.framing.LineSplitter`, in the read protocol's callback): a plain
+``tools/call`` is decoded there and handed to :class:`~.fastpath.DirectCalls`, which decides
+and forwards it before the callback returns; every other line goes, in order, through the
+SDK's own parser (``jsonrpc_message_adapter``) to the SDK server, whose answers are
+serialised by the SDK (``model_dump_json``).
 
 While serving, file descriptor 0 reads from ``/dev/null`` and 1 writes to stderr, so a stray
 ``print`` (ours or a library's) can never corrupt the wire.
