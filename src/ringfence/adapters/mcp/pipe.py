@@ -111,6 +111,11 @@ class Lane:
         if isinstance(meta, dict) and types.PROTOCOL_VERSION_META_KEY in meta:
             self._envelope = {k: meta[k] for k in ENVELOPE_KEYS if k in meta}
 
+    @property
+    def waiting(self) -> bool:
+        """Whether any lane request waits for its answer."""
+        return bool(self._pending)
+
     def ready(self, version: str | None) -> bool:
         """Whether a request for a connection negotiated at ``version`` can take the lane."""
         if self._writer is None or self._closed or version is None:
@@ -319,6 +324,9 @@ async def pipe_client(
     slow: asyncio.Queue[bytes | Exception | None] = asyncio.Queue()
 
     def on_line(line: bytes) -> None:
+        if not lane.waiting:  # nothing on the lane to answer: the SDK client's message
+            slow.put_nowait(line)
+            return
         try:
             raw = _decode(line)
         except msgspec.DecodeError:

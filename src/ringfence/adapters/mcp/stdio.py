@@ -86,7 +86,9 @@ async def wire_stdio(
     reading = _Reading()
 
     def on_line(line: bytes) -> None:
-        if direct is not None:
+        # Only a line naming tools/call can be a direct call (one that spells it with JSON
+        # escapes takes the SDK's path, which is right, only slower).
+        if direct is not None and b"tools/call" in line:
             try:
                 raw = _decode(line)
             except msgspec.DecodeError:
