@@ -12,11 +12,10 @@ without waiting for a reader task to be scheduled (one loop iteration fewer per 
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable
 
-__all__ = ["HEAD_BYTES", "LineSplitter", "leading_id", "skip_line"]
+__all__ = ["HEAD_BYTES", "LineSplitter", "leading_id"]
 
 HEAD_BYTES = 256  # kept of an oversized line, to find its id
 
@@ -72,20 +71,6 @@ class LineSplitter:
             self._oversized(head)
         elif tail.strip():
             self._line(tail)
-
-
-async def skip_line(reader: asyncio.StreamReader) -> bytes:
-    """Drop the rest of an oversized line, up to and including its newline; its first bytes."""
-    head = b""
-    while True:
-        try:
-            chunk = await reader.readuntil(b"\n")
-            return head or chunk[:256]
-        except asyncio.LimitOverrunError as exc:
-            chunk = await reader.readexactly(exc.consumed)
-            head = head or chunk[:256]
-        except asyncio.IncompleteReadError:
-            return head
 
 
 # The id of a message too large to parse, when it comes first (after "jsonrpc"), as every
