@@ -87,10 +87,9 @@ class Wrapping:
                 try:
                     result = await fn(*a, **kw)
                 except BaseException as exc:
-                    guard.record_outcome(action, decision, started_ns=t0, error=exc)
-                    scrubbed = guard._scrubbed(exc) if guard.secrets is not None else exc
-                    if scrubbed is not exc:
-                        raise scrubbed from None
+                    raised = _failed(guard, action, decision, t0, exc)
+                    if raised is not exc:
+                        raise raised from None
                     raise
                 if guard.secrets is not None:
                     return guard._redacted_ok(action, decision, t0, result)
@@ -108,10 +107,9 @@ class Wrapping:
             try:
                 result = fn(*a, **kw)
             except BaseException as exc:
-                guard.record_outcome(action, decision, started_ns=t0, error=exc)
-                scrubbed = guard._scrubbed(exc) if guard.secrets is not None else exc
-                if scrubbed is not exc:
-                    raise scrubbed from None
+                raised = _failed(guard, action, decision, t0, exc)
+                if raised is not exc:
+                    raise raised from None
                 raise
             if guard.secrets is not None:
                 return guard._redacted_ok(action, decision, t0, result)
@@ -119,3 +117,12 @@ class Wrapping:
             return result
 
         return wrapper  # type: ignore[return-value]
+
+
+def _failed(
+    guard: Guard, action: Action, decision: Decision, started_ns: int, exc: BaseException
+) -> BaseException:
+    """Record a guarded function's failure; what to raise (``exc``, or a copy with secrets
+    redacted from its message)."""
+    guard.record_outcome(action, decision, started_ns=started_ns, error=exc)
+    return guard._scrubbed(exc) if guard.secrets is not None else exc
