@@ -32,11 +32,10 @@ from ringfence.runtime.audit import AuditLog
 from ringfence.runtime.embedded import open_audit_log
 from ringfence.runtime.guard import Guard
 from ringfence.stores.approvals import SQLiteApprovalStore
-from ringfence.stores.approvals_memory import MemoryApprovalStore
 from ringfence.stores.memory import MemoryAuditStore
 from ringfence.testing.clock import FixedClock
 
-from ._support import GuardFactory, records_of
+from ._support import GuardFactory, approval_store, records_of
 
 MAIL = """
 version: 1
@@ -60,11 +59,7 @@ POLICY = ringfence.policy_from_text(MAIL)
 
 @pytest.fixture(params=["memory", "sqlite"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    s: Any = (
-        MemoryApprovalStore()
-        if request.param == "memory"
-        else SQLiteApprovalStore(tmp_path / "approvals.sqlite", poll_s=0.005)
-    )
+    s = approval_store(request.param, tmp_path)
     yield s
     s.close()
 

@@ -32,6 +32,8 @@ from ringfence.stores.approvals import SQLiteApprovalStore
 from ringfence.stores.approvals_memory import MemoryApprovalStore
 from ringfence.testing.clock import FixedClock
 
+from ._support import approval_store
+
 MAIL = """
 version: 1
 tools:
@@ -49,12 +51,6 @@ DAY = 86400.0
 MONTH = DEFAULT_RETENTION_S
 
 
-def make_store(kind: str, path: Path, **options: Any) -> Any:
-    if kind == "memory":
-        return MemoryApprovalStore(**options)
-    return SQLiteApprovalStore(path / "approvals.sqlite", poll_s=0.005, **options)
-
-
 @pytest.fixture(params=["memory", "sqlite"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -62,7 +58,7 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def store(kind: str, tmp_path: Path) -> Iterator[Any]:
-    s = make_store(kind, tmp_path, retention_s=None)  # only explicit prunes, unless a test says
+    s = approval_store(kind, tmp_path, retention_s=None)  # only explicit prunes, unless a test says
     yield s
     s.close()
 
@@ -334,7 +330,7 @@ def test_redeemed_steps_go_with_their_request(
 def test_the_store_prunes_every_n_writes(
     kind: str, tmp_path: Path, clock: FixedClock, memory_log: AuditLog
 ) -> None:
-    store = make_store(kind, tmp_path, retention_s=MONTH, prune_every=4)
+    store = approval_store(kind, tmp_path, retention_s=MONTH, prune_every=4)
     assert isinstance(store, Retention)
     queue = ApprovalQueue(store, SigningKey(b"\x09" * 32), clock=clock)
     old = ask(queue, "old@x.test", session="a")  # write 1
@@ -351,7 +347,7 @@ def test_the_store_prunes_every_n_writes(
 def test_the_store_does_not_prune_unaudited_answers_by_itself_either(
     kind: str, tmp_path: Path, clock: FixedClock
 ) -> None:
-    store = make_store(kind, tmp_path, retention_s=MONTH, prune_every=1)
+    store = approval_store(kind, tmp_path, retention_s=MONTH, prune_every=1)
     queue = ApprovalQueue(store, SigningKey(b"\x09" * 32), clock=clock)
     old = ask(queue, "old@x.test", session="a")
     queue.deny(old, "bob")
@@ -366,7 +362,7 @@ def test_the_store_does_not_prune_unaudited_answers_by_itself_either(
 def test_a_store_without_retention_keeps_everything(
     kind: str, tmp_path: Path, clock: FixedClock, memory_log: AuditLog
 ) -> None:
-    store = make_store(kind, tmp_path, retention_s=None, prune_every=1)
+    store = approval_store(kind, tmp_path, retention_s=None, prune_every=1)
     queue = ApprovalQueue(store, SigningKey(b"\x09" * 32), clock=clock)
     old = ask(queue, "old@x.test", session="a")
     queue.deny(old, "bob")
