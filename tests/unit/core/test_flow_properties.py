@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import patch
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -19,6 +20,7 @@ from ringfence.core.flow import (
     encode_state,
     parts_of,
 )
+from ringfence.core.flow.provenance import Seen
 from ringfence.core.flow.session import _encoded_size
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -210,3 +212,45 @@ def test_carried_sets_and_sizes_match_recomputed(
             assert seen.encoded_size() == fresh.encoded_size() == len(encode_state(seen))
         state = SessionState(provenance=provenance)
         assert _encoded_size(state) == state.size_bytes() == len(encode_state(state))
+
+
+# Results made of a few shared values, so that observations overlap and reorder parts.
+overlapping = st.lists(st.sampled_from(FRAGMENTS[:12]), min_size=1, max_size=4).map(" and ".join)
+repeats = st.one_of(
+    steps,
+    st.tuples(st.just("observe"), overlapping | st.lists(overlapping, max_size=3), sources),
+)
+
+
+@SETTINGS
+@given(
+    st.lists(st.tuples(repeats, st.integers(min_value=1, max_value=3), st.booleans()), max_size=12),
+)
+def test_observing_again_what_was_just_seen_changes_nothing(
+    sequence: list[tuple[tuple[Any, ...], int, bool]],
+) -> None:
+    """The shortcut for content observed again while it is still the newest (a tool that
+    returns the same result call after call) leaves exactly the state the full merge does,
+    also when the limits are tighter than those the state was built under."""
+    quick = slow = SessionState()
+    for step, times, tight in sequence:
+        # (A stored state is read back under the limits it was written with.)
+        limits = SMALL if tight and step[0] != "store" else FlowLimits()
+        for _ in range(times):
+            quick = apply(quick, step, limits)
+            with patch.object(Seen, "_newest", lambda *a: False):
+                slow = apply(slow, step, limits)
+            assert quick == slow
+            assert encode_state(quick) == encode_state(slow)
+
+
+def test_the_same_result_again_keeps_the_state() -> None:
+    result = {"to": "bob@corp.example", "text": "status: green"}
+    state = SessionState().observe(result, Source.TRUSTED)
+    assert state.observe(result, Source.TRUSTED) is state
+    assert state.observe(result, Source.USER) is not state  # another source's record
+    other = state.observe({"to": "eve@evil.example"}, Source.TRUSTED)
+    assert other is not state
+    again = other.observe(result, Source.TRUSTED)  # no longer the newest: moved to the end
+    assert again is not other
+    assert again.provenance.trusted_seen.texts[-1] == state.provenance.trusted_seen.texts[-1]

@@ -353,3 +353,57 @@ class TestValueSemantics:
         p = seen(("bob@corp.example", TRUSTED))
         assert p.seen(TRUSTED) is p.trusted_seen
         assert p.seen(USER) == Seen()
+
+
+# --- observing again what is still the newest (Seen._newest) --------------------------------
+
+TIGHT = FlowLimits(scan_parts=8, parts_per_source=3, text_chars_per_source=40)
+
+
+def both_ways(
+    steps: list[tuple[Any, Source, FlowLimits]],
+) -> tuple[Provenance, Provenance]:
+    """The provenance after ``steps`` with the shortcut, and with every merge done in full."""
+    quick = slow = Provenance()
+    for content, source, limits in steps:
+        quick = quick.observe(content, source, limits=limits)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(Seen, "_newest", lambda *a: False)
+            slow = slow.observe(content, source, limits=limits)
+    return quick, slow
+
+
+def test_the_same_content_again_is_the_same_record() -> None:
+    once = seen(("mail a@x.example, then b@y.example", TRUSTED))
+    assert once.observe("mail a@x.example, then b@y.example", TRUSTED) is once
+    assert once.observe("mail a@x.example, then b@y.example", UNTRUSTED) is not once
+
+
+def test_the_same_parts_in_another_order_are_moved() -> None:
+    a_b, b_a = "a@x.example b@y.example", "b@y.example a@x.example"
+    quick, slow = both_ways([(a_b, UNTRUSTED, FlowLimits()), (b_a, UNTRUSTED, FlowLimits())])
+    assert quick == slow
+    mails = [p.value for p in quick.untrusted_seen.parts if p.kind is PartKind.EMAIL]
+    assert mails == ["b@y.example", "a@x.example"]
+
+    quick, slow = both_ways(
+        [
+            (["first report", "second report"], USER, FlowLimits()),
+            (["second report", "first report"], USER, FlowLimits()),
+        ]
+    )
+    assert quick == slow
+    assert quick.user_seen.texts == ("second report", "first report")
+
+
+def test_the_same_content_under_tighter_limits_is_cut_down() -> None:
+    many = " ".join(f"u{i}@x.example" for i in range(6))
+    quick, slow = both_ways([(many, UNTRUSTED, FlowLimits()), (many, UNTRUSTED, TIGHT)])
+    assert quick == slow
+    assert len(quick.untrusted_seen.parts) == 3
+    assert quick.untrusted_seen.overflowed
+
+    texts = ["first text, long enough", "second text, long too"]
+    quick, slow = both_ways([(texts, TRUSTED, FlowLimits()), (texts[1], TRUSTED, TIGHT)])
+    assert quick == slow
+    assert quick.trusted_seen.texts == ("second text, long too",)

@@ -143,7 +143,7 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
         """
         new = dict.fromkeys(parts)
         fresh = dict.fromkeys(t for t in texts if t)
-        if not new and not truncated and not fresh:
+        if not truncated and ((not new and not fresh) or self._newest(new, fresh, limits)):
             return self
         merged, part_set, part_bytes, cut = self._merged(
             self.parts, self.part_set, new, limits.parts_per_source, "_part_bytes"
@@ -176,6 +176,20 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
         if text_bytes is not None:
             cache["_text_bytes"] = text_bytes
         return out
+
+    def _newest(self, new: dict[Part, None], fresh: dict[str, None], limits: FlowLimits) -> bool:
+        """Whether ``new`` and ``fresh`` are already this record's newest parts and texts, in
+        the same order, and the record is within ``limits``: adding them again changes
+        nothing (a tool that returns the same result call after call)."""
+        n, m = len(new), len(fresh)
+        if n > len(self.parts) or m > len(self.texts) or len(self.parts) > limits.parts_per_source:
+            return False
+        if n and self.parts[-n:] != tuple(new):
+            return False
+        if not m:
+            return True
+        # Within the text budget, as _first_kept counts it (so the newest is not cut short).
+        return self.texts[-m:] == tuple(fresh) and self._text_chars <= limits.text_chars_per_source
 
     def _merged(
         self,
@@ -211,6 +225,11 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
     def text_set(self) -> Members[str, None]:
         """``texts`` as a persistent set, like :attr:`part_set`."""
         return Members(dict.fromkeys(self.texts))
+
+    @cached_property
+    def _text_chars(self) -> int:
+        # What _first_kept counts: the texts' lengths plus one separator each.
+        return sum(map(len, self.texts)) + len(self.texts)
 
     @cached_property
     def _part_bytes(self) -> int:

@@ -160,6 +160,10 @@ class SessionState(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields
         labels = self.labels
         if source is Source.UNTRUSTED and UNTRUSTED_LABEL not in labels:
             labels = labels | {UNTRUSTED_LABEL}
+        elif provenance is self.provenance:
+            # Nothing new (seen just before): this state, as large as it was — what a call
+            # adds to the counts and the recent window fits the headroom _fit left for it.
+            return self
         state = msgspec.structs.replace(self, labels=labels, provenance=provenance)
         if labels is self.labels and _SHELL in self.__dict__:
             state.__dict__[_SHELL] = self.__dict__[_SHELL]  # only provenance changed
