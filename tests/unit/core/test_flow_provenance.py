@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from ringfence.core.flow import FlowLimits, Part, PartKind, Provenance, Source
+from ringfence.core.flow import provenance as provenance_module
 from ringfence.core.flow.provenance import Seen
 
 USER, TRUSTED, UNTRUSTED = Source.USER, Source.TRUSTED, Source.UNTRUSTED
@@ -369,14 +370,24 @@ def both_ways(
         quick = quick.observe(content, source, limits=limits)
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(Seen, "_newest", lambda *a: False)
+            mp.setattr(provenance_module, "_plain_text", lambda content: None)
             slow = slow.observe(content, source, limits=limits)
     return quick, slow
 
 
 def test_the_same_content_again_is_the_same_record() -> None:
-    once = seen(("mail a@x.example, then b@y.example", TRUSTED))
-    assert once.observe("mail a@x.example, then b@y.example", TRUSTED) is once
-    assert once.observe("mail a@x.example, then b@y.example", UNTRUSTED) is not once
+    text = "mail a@x.example, then b@y.example"
+    for content in (text, [text, "and c@z.example"], {"body": text}):
+        once = seen((content, TRUSTED))
+        assert once.observe(content, TRUSTED) is once
+        assert once.observe(content, UNTRUSTED) is not once
+        assert once.observe(content, TRUSTED, limits=TIGHT) is not once
+    # Observed again after something else: moved back to the newest, not skipped.
+    first = seen((text, UNTRUSTED), ("c@z.example", UNTRUSTED))
+    again = first.observe(text, UNTRUSTED)
+    assert again is not first
+    mails = [p.value for p in again.untrusted_seen.parts if p.kind is PartKind.EMAIL]
+    assert mails == ["c@z.example", "a@x.example", "b@y.example"]
 
 
 def test_the_same_parts_in_another_order_are_moved() -> None:

@@ -272,6 +272,19 @@ def _items_bytes(items: tuple[Any, ...]) -> int:
 _EMPTY_SIZE = {flag: len(_ENCODE(Seen((), (), flag))) for flag in (False, True)}
 
 
+_LAST = "_last_observed"  # (source, text, limits) of the observation that made a Provenance
+
+
+def _plain_text(content: Any) -> str | tuple[str, ...] | None:
+    """``content`` as a comparable value if it is text (a string or a list of strings: a
+    tool result's text blocks), else None."""
+    if type(content) is str:
+        return content
+    if type(content) in (list, tuple) and all(type(item) is str for item in content):
+        return tuple(content)
+    return None
+
+
 def _first_kept(texts: tuple[str, ...], budget: int) -> int:
     """Index of the oldest text kept: the newest texts whose lengths plus one separator each
     fit in ``budget`` are kept (the newest always, cut short if it alone does not fit)."""
@@ -468,11 +481,17 @@ class Provenance(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=T
     ) -> Provenance:
         """This provenance after ``source`` showed the session ``content``."""
         source = Source(source)
+        key = _plain_text(content)
+        if key is not None and self.__dict__.get(_LAST) == (source, key, limits):
+            return self  # what was just observed, again (Seen._newest: nothing changes)
         # Text is searched for USER and TRUSTED only; see the module docstring.
         keep_texts = source is not Source.UNTRUSTED
         parts, texts, truncated = scan(content, limits, keep_texts=keep_texts)
         seen = self.seen(source).added(parts, texts, truncated, limits)
-        return self.replaced(source, seen)
+        out = self.replaced(source, seen)
+        if key is not None:
+            out.__dict__[_LAST] = (source, key, limits)
+        return out
 
     def replaced(self, source: Source, seen: Seen) -> Provenance:
         """This provenance with the record for ``source`` replaced by ``seen``."""
