@@ -23,6 +23,7 @@ from ringfence.core.flow import (
 from ringfence.core.flow import provenance as provenance_module
 from ringfence.core.flow.provenance import Seen
 from ringfence.core.flow.session import _encoded_size
+from ringfence.core.flow.values import scan
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -68,6 +69,7 @@ json_like = st.recursive(
 )
 sources = st.sampled_from(list(Source))
 SMALL = FlowLimits(scan_parts=8, parts_per_source=6, text_chars_per_source=64, state_bytes=1 << 20)
+TIGHT_TEXT = FlowLimits(parts_per_source=3, text_chars_per_source=20)
 
 
 @SETTINGS
@@ -259,3 +261,48 @@ def test_the_same_result_again_keeps_the_state() -> None:
     again = other.observe(result, Source.TRUSTED)  # no longer the newest: moved to the end
     assert again is not other
     assert again.provenance.trusted_seen.texts[-1] == state.provenance.trusted_seen.texts[-1]
+
+
+def reference_added(seen: Seen, content: Any, limits: FlowLimits, keep_texts: bool) -> Seen:
+    """What :meth:`Seen.added` must give, written plainly: re-seen parts and texts move to
+    the newest end; the oldest parts beyond the cap go; the oldest texts go until the rest
+    (lengths plus one separator each) fit the budget, the newest always kept, cut short if
+    it alone does not fit; anything dropped or cut marks the record overflowed."""
+    parts, texts, truncated = scan(content, limits, keep_texts=keep_texts)
+    new, fresh = list(dict.fromkeys(parts)), list(dict.fromkeys(t for t in texts if t))
+    if not new and not fresh and not truncated:
+        return seen
+    cap, budget = limits.parts_per_source, limits.text_chars_per_source
+    held = [p for p in seen.parts if p not in new] + new
+    kept_parts = held[max(0, len(held) - cap) :] if cap else []
+    held_texts = [t for t in seen.texts if t not in fresh] + fresh
+    overflowed = seen.overflowed or truncated or len(kept_parts) < len(held)
+    if fresh:
+        while sum(len(t) + 1 for t in held_texts) > budget and len(held_texts) > 1:
+            held_texts.pop(0)
+            overflowed = True
+        if len(held_texts[-1]) >= budget:
+            held_texts = [held_texts[-1][:budget]]
+            overflowed = True
+    return Seen(tuple(kept_parts), tuple(held_texts), overflowed)
+
+
+@SETTINGS
+@given(
+    st.lists(st.tuples(json_like | overlapping | st.lists(overlapping, max_size=3), st.booleans())),
+    st.sampled_from(
+        [SMALL, FlowLimits(), FlowLimits(parts_per_source=0, text_chars_per_source=1), TIGHT_TEXT]
+    ),
+)
+def test_added_is_the_plain_merge(steps: list[tuple[Any, bool]], limits: FlowLimits) -> None:
+    """However parts and texts move, drop and get cut, :meth:`Seen.added` (one copy, totals
+    carried over) gives what the plain list version does, and what it carries is right."""
+    seen = Seen()
+    for content, keep_texts in steps:
+        parts, texts, truncated = scan(content, limits, keep_texts=keep_texts)
+        expected = reference_added(seen, content, limits, keep_texts)
+        seen = seen.added(parts, texts, truncated, limits)
+        assert seen == expected
+        assert seen._text_chars == sum(map(len, seen.texts)) + len(seen.texts)
+        assert set(seen.text_set) == set(seen.texts)
+        assert set(seen.part_set) == set(seen.parts)

@@ -54,7 +54,7 @@ no significant parts (``C-20991``, ``i-0a41f2c9e1d7``, ``1450``):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from functools import cached_property
@@ -145,27 +145,38 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
         fresh = dict.fromkeys(t for t in texts if t)
         if not truncated and ((not new and not fresh) or self._newest(new, fresh, limits)):
             return self
+        cap = limits.parts_per_source
         merged, part_set, part_bytes, cut = self._merged(
-            self.parts, self.part_set, new, limits.parts_per_source, "_part_bytes"
+            self.parts,
+            self.part_set,
+            new,
+            "_part_bytes",
+            lambda rest, add, _: len(rest) + len(add) - cap,
         )
-        overflowed = self.overflowed or truncated or cut
-        kept, text_set, text_bytes, _ = self._merged(
-            self.texts, self.text_set, fresh, len(self.texts) + len(fresh), "_text_bytes"
+        budget = limits.text_chars_per_source
+        chars = [0]
+
+        def over_budget(rest: tuple[str, ...], add: tuple[str, ...], again: set[str]) -> int:
+            # The newest texts whose lengths plus one separator each fit in the budget are
+            # kept (the newest always, cut short below if it alone does not fit); the total
+            # is carried over from record to record, not summed again.
+            total = self._text_chars - _chars(again) + _chars(add)
+            count, held = 0, len(rest)
+            while total > budget and count < held + len(add) - 1:
+                total -= len(rest[count] if count < held else add[count - held]) + 1
+                count += 1
+            chars[0] = total
+            return count
+
+        kept, text_set, text_bytes, dropped = self._merged(
+            self.texts, self.text_set, fresh, "_text_bytes", over_budget
         )
-        start = _first_kept(kept, limits.text_chars_per_source) if fresh else 0
-        if start:
-            overflowed = True
-            dropped, kept = kept[:start], kept[start:]
-            with text_set.mutate() as members:
-                for text in dropped:
-                    del members[text]
-                text_set = members.finish()
-            if text_bytes is not None:
-                text_bytes -= _bytes(dropped)
-        if fresh and len(kept[-1]) >= limits.text_chars_per_source:
+        overflowed = self.overflowed or truncated or bool(cut) or bool(dropped)
+        newest_cut = bool(fresh) and len(kept[-1]) >= budget
+        if newest_cut:
             # The newest alone does not fit: keep its beginning.
             overflowed = True
-            kept = (kept[-1][: limits.text_chars_per_source],)
+            kept = (kept[-1][:budget],)
             text_set, text_bytes = Members(dict.fromkeys(kept)), None
         out = Seen(merged, kept, overflowed)
         cache = out.__dict__
@@ -175,6 +186,10 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
             cache["_part_bytes"] = part_bytes
         if text_bytes is not None:
             cache["_text_bytes"] = text_bytes
+        if fresh and not newest_cut:
+            cache["_text_chars"] = chars[0]
+        elif not fresh and "_text_chars" in self.__dict__:
+            cache["_text_chars"] = self.__dict__["_text_chars"]
         return out
 
     def _newest(self, new: dict[Part, None], fresh: dict[str, None], limits: FlowLimits) -> bool:
@@ -188,7 +203,7 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
             return False
         if not m:
             return True
-        # Within the text budget, as _first_kept counts it (so the newest is not cut short).
+        # Within the text budget (so nothing would be dropped and the newest not cut short).
         return self.texts[-m:] == tuple(fresh) and self._text_chars <= limits.text_chars_per_source
 
     def _merged(
@@ -196,30 +211,33 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
         held: tuple[Any, ...],
         held_set: Members[Any, None],
         new: dict[Any, None],
-        cap: int,
         size_key: str,
-    ) -> tuple[tuple[Any, ...], Members[Any, None], int | None, bool]:
-        """``held`` with ``new`` moved or added to the newest end and the oldest beyond
-        ``cap`` dropped: the items, their set, their encoded size (None if this record's is
-        not known yet) and whether any was dropped."""
+        over: Callable[[tuple[Any, ...], tuple[Any, ...], set[Any]], int],
+    ) -> tuple[tuple[Any, ...], Members[Any, None], int | None, tuple[Any, ...]]:
+        """``held`` with ``new`` moved or added to the newest end and as many of the oldest
+        dropped as ``over(rest, added, again)`` says (``rest`` is ``held`` without what
+        ``new`` has ``again``): the items, their set, their encoded size (None if this
+        record's is not known yet) and those dropped.  One copy of what is held."""
         size: int | None = self.__dict__.get(size_key)
         if not new:
-            return held, held_set, size, False
+            return held, held_set, size, ()
         again = {item for item in new if item in held_set}
-        merged = tuple(filterfalse(again.__contains__, held)) if again else held
-        merged += tuple(new)
-        dropped = merged[: max(0, len(merged) - cap)]
+        rest = tuple(filterfalse(again.__contains__, held)) if again else held
+        add = tuple(new)
+        count = max(0, over(rest, add, again))
+        if count <= len(rest):
+            dropped, merged = rest[:count], rest[count:] + add
+        else:
+            dropped, merged = rest + add[: count - len(rest)], add[count - len(rest) :]
         with held_set.mutate() as members:
-            for item in new:
+            for item in add:
                 members[item] = None
             for item in dropped:
                 del members[item]
             kept_set = members.finish()
         if size is not None:
-            size += _bytes(new) - _bytes(again) - _bytes(dropped)
-        if not dropped:
-            return merged, kept_set, size, False
-        return merged[len(dropped) :], kept_set, size, True
+            size += _bytes(add) - _bytes(again) - _bytes(dropped)
+        return merged, kept_set, size, dropped
 
     @cached_property
     def text_set(self) -> Members[str, None]:
@@ -228,8 +246,8 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
 
     @cached_property
     def _text_chars(self) -> int:
-        # What _first_kept counts: the texts' lengths plus one separator each.
-        return sum(map(len, self.texts)) + len(self.texts)
+        # What the text budget counts (see added), carried over from record to record.
+        return _chars(self.texts)
 
     @cached_property
     def _part_bytes(self) -> int:
@@ -285,15 +303,9 @@ def _plain_text(content: Any) -> str | tuple[str, ...] | None:
     return None
 
 
-def _first_kept(texts: tuple[str, ...], budget: int) -> int:
-    """Index of the oldest text kept: the newest texts whose lengths plus one separator each
-    fit in ``budget`` are kept (the newest always, cut short if it alone does not fit)."""
-    total = sum(map(len, texts)) + len(texts)
-    start = 0
-    while total > budget and start < len(texts) - 1:
-        total -= len(texts[start]) + 1
-        start += 1
-    return start
+def _chars(texts: Collection[str]) -> int:
+    """What the text budget counts of ``texts``: their lengths plus one separator each."""
+    return sum(map(len, texts)) + len(texts)
 
 
 def _contains_word(haystack: str, needle: str, word_chars: str) -> bool:
