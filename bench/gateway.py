@@ -16,7 +16,10 @@ official SDK's ``Client`` over stdio three ways, each with its own copy of the s
 
 The three clients are open at once and called in alternating blocks, so a noisy neighbour
 slows them alike.  Each call is timed alone with ``perf_counter_ns`` (GC off while sampling).
-A denied call (a deny rule matches; it never reaches the upstream) is timed the same way.
+A denied call (a deny rule matches; it never reaches the upstream) is timed the same way, and
+so are calls through the gateway whose arguments and results are new every time ("new
+results"): the other paths repeat one call, and a result the session has just seen is not taken
+in again, while a new one is scanned for tripwires and traced for provenance.
 
 Afterwards the run fails loudly unless: every result was right; each upstream counted exactly
 the calls it should have (none of the denied ones); the gateway's audit log verifies and holds
@@ -61,6 +64,10 @@ MODES = ("auto", "legacy")
 TARGET_P50_MS = 0.3
 TARGET_P99_MS = 1.0
 PATHS = ("direct", "relay", "passthrough", "gateway")
+# Through the gateway too: a call a deny rule stops, and calls whose results are all new (the
+# others repeat one call, whose result the session has just seen: see bench/README.md).
+EXTRA = ("denied", "new")
+LABELS = {"denied": "gateway, denied", "new": "gateway, new results"}
 ARGS = {"text": "hello", "n": 1}
 DENIED_ARGS = {"text": "/etc/passwd", "n": 1}
 
@@ -152,6 +159,25 @@ def _allowed_ok(result: Any) -> None:
         raise SystemExit(f"gateway benchmark: wrong echo result {result!r}")
 
 
+def _varied(client: Any) -> tuple[Callable[[], Awaitable[Any]], Callable[[Any], None]]:
+    """Calls of the gateway's echo whose arguments, and so results, are new every time, and
+    the check of each result."""
+    sent: list[dict[str, Any]] = [{}]
+    count = iter(range(1, 1 << 62))
+
+    def call() -> Awaitable[Any]:
+        n = next(count)
+        sent[0] = {"text": f"note {n} for item-{n % 9973}", "n": n}
+        return client.call_tool("bench__echo", sent[0])
+
+    def check(result: Any) -> None:
+        text = result.content[0].text if result.content else None
+        if result.is_error or text != json.dumps(sent[0], sort_keys=True):
+            raise SystemExit(f"gateway benchmark: wrong echo result {result!r}")
+
+    return call, check
+
+
 def _denied_ok(result: Any) -> None:
     decision = (result.meta or {}).get("io.ringfence/decision") or {}
     if (
@@ -201,8 +227,8 @@ async def _one_era(
     env.pop("RINGFENCE_BENCH_PROFILE", None)
     env.pop("RINGFENCE_BENCH_PYSPY", None)
     errlog_path = folder / "stderr.txt"
-    samples: dict[str, list[int]] = {p: [] for p in (*PATHS, "denied")}
-    cpu = {p: {"client": 0, "server": 0, "behind": 0} for p in (*PATHS, "denied")}
+    samples: dict[str, list[int]] = {p: [] for p in (*PATHS, *EXTRA, "direct, again")}
+    cpu = {p: {"client": 0, "server": 0, "behind": 0} for p in samples}
     with errlog_path.open("w") as errlog:
         try:
             async with AsyncExitStack() as stack:
@@ -231,30 +257,41 @@ async def _one_era(
 
                 plan = [(p, call(p, ARGS), BLOCK, _allowed_ok) for p in PATHS]
                 plan.append(("denied", call("gateway", DENIED_ARGS), BLOCK // 2, _denied_ok))
-                for _, fn, _, check in plan:
-                    await _timed(fn, warmup, [], check)
-                owner = {**{p: p for p in PATHS}, "denied": "gateway"}
-                gc_was_enabled = gc.isenabled()
-                gc.disable()
-                try:
-                    for block in range(max(calls // BLOCK, 1)):
-                        k = block % len(plan)  # rotate who goes first
-                        for path, fn, size, check in plan[k:] + plan[:k]:
-                            before = _cpu(pids[owner[path]])
-                            await _timed(fn, size, samples[path], check)
-                            after = _cpu(pids[owner[path]])
-                            for i, part in enumerate(("client", "server", "behind")):
-                                cpu[path][part] += after[i] - before[i]
-                finally:
-                    if gc_was_enabled:
-                        gc.enable()
+                # Second, on its own so as not to change what the first measures: calls whose
+                # results are all new, against the direct path again.
+                varied, varied_ok = _varied(clients["gateway"])
+                later = [
+                    ("direct, again", call("direct", ARGS), BLOCK, _allowed_ok),
+                    ("new", varied, BLOCK, varied_ok),
+                ]
+                owner = {**{p: p for p in PATHS}, "denied": "gateway", "new": "gateway"}
+                owner["direct, again"] = "direct"
+                for phase in (plan, later):
+                    for _, fn, _, check in phase:
+                        await _timed(fn, warmup, [], check)
+                    gc_was_enabled = gc.isenabled()
+                    gc.disable()
+                    try:
+                        for block in range(max(calls // BLOCK, 1)):
+                            k = block % len(phase)  # rotate who goes first
+                            for path, fn, size, check in phase[k:] + phase[:k]:
+                                before = _cpu(pids[owner[path]])
+                                await _timed(fn, size, samples[path], check)
+                                after = _cpu(pids[owner[path]])
+                                for i, part in enumerate(("client", "server", "behind")):
+                                    cpu[path][part] += after[i] - before[i]
+                    finally:
+                        if gc_was_enabled:
+                            gc.enable()
         except BaseException:
             sys.stderr.write(errlog_path.read_text()[-4000:])
             raise
-    allowed = warmup + len(samples["gateway"])
+    allowed = 2 * warmup + len(samples["gateway"]) + len(samples["new"])
     denied = warmup + len(samples["denied"])
     for path in PATHS:
-        expected = warmup + len(samples[path])
+        expected = allowed if path == "gateway" else warmup + len(samples[path])
+        if path == "direct":
+            expected += warmup + len(samples["direct, again"])
         got = _read_count(counts[path])
         if got != expected:
             raise SystemExit(
@@ -263,9 +300,9 @@ async def _one_era(
             )
     audit = _check_audit(folder / "data", allowed, denied)
     out: dict[str, Any] = {"protocol": era["gateway"]}
-    for path in (*PATHS, "denied"):
-        out[path] = _stats(samples[path])
-        n = len(samples[path])
+    for path, taken in samples.items():
+        out[path] = _stats(taken)
+        n = len(taken)
         out[path]["cpu_us_per_call"] = {k: v / n / 1000 for k, v in cpu[path].items()}
     d, p, g = out["direct"], out["passthrough"], out["gateway"]
     out["added"] = {
@@ -273,6 +310,8 @@ async def _one_era(
         "p99_us": g["p99_us"] - d["p99_us"],
         "mean_us": g["mean_us"] - d["mean_us"],
     }
+    again, new = out["direct, again"], out["new"]
+    out["added_new_results"] = {k: new[k] - again[k] for k in ("p50_us", "p99_us", "mean_us")}
     out["sdk_hop"] = {k: p[k] - d[k] for k in ("p50_us", "p99_us", "mean_us")}
     out["ringfence_share"] = {k: g[k] - p[k] for k in ("p50_us", "p99_us", "mean_us")}
     out["audit"] = audit
@@ -399,10 +438,10 @@ def table(results: dict[str, Any]) -> Any:
         f"(target: added ≤ {TARGET_P50_MS} ms p50, ≤ {TARGET_P99_MS} ms p99)",
     )
     for era, r in results["eras"].items():
-        d = r["direct"]
-        for path in (*PATHS, "denied"):
+        for path in (*PATHS, *EXTRA):
             m = r[path]
-            label = "gateway, denied" if path == "denied" else path
+            d = r["direct, again" if path == "new" else "direct"]
+            label = LABELS.get(path, path)
             added = (
                 ("", "")
                 if path == "direct"
