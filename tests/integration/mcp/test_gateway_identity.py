@@ -223,9 +223,10 @@ async def test_stdio_credential_from_the_environment(tmp_path: Path) -> None:
         )
         assert outside.is_error is True and "credential.tool_not_in_scope" in text_of(outside)
         authority.revoke_agent("planner")  # the delegate's chain goes with it
-        revoked = await client.call_tool(GET_TIME, {"timezone": "UTC"})
-        assert revoked.is_error is True
-        assert "Ringfence denied this call: credential.agent_revoked: " in text_of(revoked)
+        with pytest.raises(MCPError) as revoked:  # the same error a revoked HTTP client gets
+            await client.call_tool(GET_TIME, {"timezone": "UTC"})
+        assert revoked.value.code == REFUSED
+        assert revoked.value.message.startswith("credential.agent_revoked: ")
         with pytest.raises(MCPError) as unlisted:
             await client.list_tools()
         assert unlisted.value.code == REFUSED
@@ -236,8 +237,10 @@ async def test_stdio_credential_from_the_environment(tmp_path: Path) -> None:
             await client.list_tools()
         assert missing.value.code == REFUSED
         assert missing.value.message.startswith("credential.missing: ")
-        missing_call = await client.call_tool(GET_TIME, {"timezone": "UTC"})
-        assert missing_call.is_error is True and "credential.missing: " in text_of(missing_call)
+        with pytest.raises(MCPError) as missing_call:
+            await client.call_tool(GET_TIME, {"timezone": "UTC"})
+        assert missing_call.value.code == REFUSED
+        assert missing_call.value.message.startswith("credential.missing: ")
 
     records = audit_records(setup.data)
     decisions = of_type(records, "decision")

@@ -30,6 +30,7 @@ import msgspec
 
 from ringfence.adapters.mcp.config import GatewayConfig, Identity
 from ringfence.adapters.mcp.gateway import GatewayError
+from ringfence.adapters.mcp.results import CREDENTIAL_REFUSED, credential_error
 from ringfence.core.action import Action, ActionKind, argument_problem
 from ringfence.errors import ConfigError, IdentityError
 from ringfence.runtime.guard import IDENTITY_RULE, Guard
@@ -46,9 +47,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("ringfence.gateway")
-
-CREDENTIAL_REFUSED = -32004
-"""The JSON-RPC error code of a request refused for its credential (HTTP status 401)."""
 
 MAX_CREDENTIAL_BYTES = 64 << 10
 DEFAULT_AUDIENCE = "ringfence"
@@ -158,15 +156,7 @@ class ClientCredentials:
             time_ns=self.clock(),
         )
         decision = self.guard.refuse(action, IDENTITY_RULE, problem.reason)
-        return GatewayError(
-            CREDENTIAL_REFUSED,
-            f"{problem.reason} (decision {decision.decision_id})",
-            {
-                "code": problem.code,
-                "decision_id": decision.decision_id,
-                "rules": list(decision.rules),
-            },
-        )
+        return credential_error(problem.reason, problem.code, decision)
 
 
 class StdioCredential:

@@ -42,6 +42,7 @@ from ringfence.adapters.mcp.results import (
     UPSTREAM_SCHEMA_RULE,
     GatewayError,
     ToolError,
+    credential_refusal,
     denied_result,
     lane_result,
     rpc_error,
@@ -369,6 +370,9 @@ class Gateway(Requests):
         args = {} if args is None else args
         entry, action, decision = self.admit(conn, name, args)
         if not decision.allowed and self.guard.enforcement == "enforce":
+            refused = credential_refusal(decision)  # a credential that did not verify
+            if refused is not None:
+                raise refused
             return wire(denied_result(decision))
         started = time.perf_counter_ns()
         send = args

@@ -36,6 +36,7 @@ from ringfence.adapters.mcp.results import (
     RESOURCE_NOT_FOUND,
     UNKNOWN_TOOL_RULE,
     GatewayError,
+    credential_refusal,
     denied_text,
     rpc_error,
     upstream_error,
@@ -215,7 +216,8 @@ class Requests:
         else:
             decision = self.guard.check(action)
         if not decision.allowed:
-            raise rpc_error(FORBIDDEN, denied_text(decision), decision)
+            unverified = credential_refusal(decision)  # a credential that did not verify
+            raise unverified or rpc_error(FORBIDDEN, denied_text(decision), decision)
         started = time.perf_counter_ns()
         try:
             result = await self.upstreams[server].request(call)

@@ -27,9 +27,10 @@ from mcp import MCPError
 
 from ringfence.adapters.mcp.upstream import UpstreamUnavailable
 from ringfence.core.decision import Decision, Effect
-from ringfence.runtime.guard import APPROVAL_RULE
+from ringfence.runtime.guard import APPROVAL_RULE, IDENTITY_RULE
 
 __all__ = [
+    "CREDENTIAL_REFUSED",
     "FORBIDDEN",
     "INPUT_RULE",
     "INTERNAL_ERROR",
@@ -43,6 +44,8 @@ __all__ = [
     "GatewayError",
     "ToolError",
     "complete_result",
+    "credential_error",
+    "credential_refusal",
     "denied_result",
     "denied_text",
     "lane_result",
@@ -56,6 +59,17 @@ INTERNAL_ERROR = -32603
 REQUEST_TIMEOUT = -32001
 RESOURCE_NOT_FOUND = -32002
 FORBIDDEN = -32003  # a resources/read or prompts/get the policy refused
+CREDENTIAL_REFUSED = -32004
+"""The JSON-RPC error code of a request refused for its credential (HTTP status 401)."""
+# A credential that verifies but does not cover the request is a denial like a policy's (a
+# result an agent can adapt to); any other credential failure is this error.
+_SCOPE_CODES = frozenset(
+    {
+        "credential.tool_not_in_scope",
+        "credential.resource_not_in_scope",
+        "credential.budget_exhausted",
+    }
+)
 UNKNOWN_TOOL_RULE = "ringfence:unknown-tool"
 QUARANTINE_RULE = "ringfence:quarantine"
 UPSTREAM_SCHEMA_RULE = "ringfence:upstream-schema"
@@ -82,6 +96,30 @@ def rpc_error(code: int, message: str, decision: Decision) -> GatewayError:
     return GatewayError(
         code, message, {"decision_id": decision.decision_id, "rules": list(decision.rules)}
     )
+
+
+def credential_error(reason: str, code: str, decision: Decision) -> GatewayError:
+    """The ``-32004`` error for a request refused for its credential: the coded reason,
+    the decision id and rule."""
+    return GatewayError(
+        CREDENTIAL_REFUSED,
+        f"{reason} (decision {decision.decision_id})",
+        {"code": code, "decision_id": decision.decision_id, "rules": list(decision.rules)},
+    )
+
+
+def credential_refusal(decision: Decision) -> GatewayError | None:
+    """The ``-32004`` error for a request the Guard refused because its credential did not
+    verify (missing, expired, revoked, …) — as an HTTP request with such a credential gets
+    before it is dispatched; None for any other decision, including a credential that
+    verified but does not cover the request (out of scope, over budget)."""
+    if decision.allowed or decision.rules != (IDENTITY_RULE,) or not decision.reasons:
+        return None
+    reason = decision.reasons[0]
+    code = reason.partition(":")[0]
+    if code in _SCOPE_CODES:
+        return None
+    return credential_error(reason, code, decision)
 
 
 def upstream_error(exc: UpstreamUnavailable | MCPError, decision: Decision) -> GatewayError:

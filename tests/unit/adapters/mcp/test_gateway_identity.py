@@ -525,13 +525,17 @@ async def test_stdio_without_a_credential_every_request_is_refused_and_recorded(
             await client.list_tools()
         assert listed.value.code == CREDENTIAL_REFUSED
         assert listed.value.message.startswith("credential.missing: ")
-        # A call, a prompt: the Guard refuses them like any deny, with the coded reason.
-        called = await client.call_tool("up__echo", {"text": "hi"})
-        assert called.is_error is True
-        assert "Ringfence denied this call: credential.missing: " in text_of(called)
+        # A call, a prompt: the Guard refuses them, and the client gets the same error.
+        with pytest.raises(MCPError) as called:
+            await client.call_tool("up__echo", {"text": "hi"})
         with pytest.raises(MCPError) as prompted:
             await client.get_prompt("up__greet", {"who": "x"})
-        assert "credential.missing: " in prompted.value.message
+        for refused in (called.value, prompted.value):
+            assert refused.code == CREDENTIAL_REFUSED
+            assert refused.message.startswith("credential.missing: ")
+            assert refused.data["code"] == "credential.missing"
+            assert refused.data["rules"] == [IDENTITY_RULE]
+            assert refused.data["decision_id"] in refused.message
     assert env.calls == []
     listing, call, prompt = env.decisions()
     assert_identity_deny(listing, "credential.missing", tool="tools/list", agent=UNVERIFIED)
@@ -564,8 +568,10 @@ async def test_stdio_credential_file_revoked_then_renewed(tmp_path: Path) -> Non
             prompt = await client.get_prompt("up__greet", {"who": "ann"})
             assert "Hello ann" in str(prompt.messages[0].content)
             env.authority.revoke_credential(first)
-            refused = await client.call_tool("up__echo", {"text": "2"})
-            assert refused.is_error is True and "credential.revoked: " in text_of(refused)
+            with pytest.raises(MCPError) as refused:
+                await client.call_tool("up__echo", {"text": "2"})
+            assert refused.value.code == CREDENTIAL_REFUSED
+            assert refused.value.message.startswith("credential.revoked: ")
             with pytest.raises(MCPError) as unlisted:
                 await client.list_tools()
             assert unlisted.value.message.startswith("credential.revoked: ")
@@ -574,8 +580,10 @@ async def test_stdio_credential_file_revoked_then_renewed(tmp_path: Path) -> Non
             assert (await client.call_tool("up__echo", {"text": "3"})).is_error is False
             assert {t.name for t in (await client.list_tools()).tools} >= {"up__echo"}
             path.unlink()
-            gone = await client.call_tool("up__echo", {"text": "4"})
-            assert gone.is_error is True and "credential.missing: " in text_of(gone)
+            with pytest.raises(MCPError) as gone:
+                await client.call_tool("up__echo", {"text": "4"})
+            assert gone.value.code == CREDENTIAL_REFUSED
+            assert gone.value.message.startswith("credential.missing: ")
         assert env.calls == [("echo", {"text": "1"}), ("echo", {"text": "3"})]
         one, greet, two, listing, three, four = env.decisions()
         assert_identity_deny(listing, "credential.revoked", tool="tools/list")
@@ -600,11 +608,13 @@ async def test_gateway_checks_each_call_with_the_connections_credential(env: Env
     with pytest.raises(GatewayError, match="Unknown tool"):
         await env.gateway.call_tool(conn, "up__nope", {})
     env.clock.advance(HOUR_NS)  # the Guard's clock: the credential has expired
-    expired = await env.gateway.call_tool(conn, "up__echo", {"text": "late"})
-    assert expired.is_error is True and "credential.expired" in text_of(expired)
+    with pytest.raises(GatewayError) as expired:
+        await env.gateway.call_tool(conn, "up__echo", {"text": "late"})
+    assert (expired.value.code, expired.value.data["code"]) == (-32004, "credential.expired")
     nobody = Connection(env.config.identity, session="s")
-    missing = await env.gateway.call_tool(nobody, "up__echo", {"text": "anon"})
-    assert missing.is_error is True and "credential.missing" in text_of(missing)
+    with pytest.raises(GatewayError) as missing:
+        await env.gateway.call_tool(nobody, "up__echo", {"text": "anon"})
+    assert (missing.value.code, missing.value.data["code"]) == (-32004, "credential.missing")
     assert env.calls == [("echo", {"text": "ok"})]
     ok, unknown, late, anon = env.decisions()
     assert ok["credential"] == {"id": jti_of(root), "chain": []}
