@@ -44,9 +44,11 @@ from ringfence.adapters.mcp.credentials import (
     stdio_credential,
 )
 from ringfence.adapters.mcp.gateway import Connection, Gateway, GatewayError
+from ringfence.adapters.mcp.results import credential_refusal
 from ringfence.adapters.mcp.run import _Uvicorn
 from ringfence.adapters.mcp.server import RefusalBudget, bearer_identity, build_server
 from ringfence.core.audit.encoding import decode
+from ringfence.core.decision import Decision, Effect
 from ringfence.errors import ConfigError
 from ringfence.runtime.audit import AuditLog
 from ringfence.runtime.authority import Authority
@@ -767,3 +769,31 @@ async def test_http_a_flood_of_bad_credentials_is_not_a_flood_of_records(env: En
     assert len(refused) == 6
     assert "26 more refused requests from 127.0.0.1 not on record" in refused[-1]["reasons"][0]
     assert env.log.verify().ok
+
+
+@pytest.mark.parametrize(
+    ("effect", "rules", "reason", "error_code"),
+    [
+        (Effect.DENY, (IDENTITY_RULE,), "credential.expired: expired at …", "credential.expired"),
+        (Effect.DENY, (IDENTITY_RULE,), "credential.revoked: leaked", "credential.revoked"),
+        (Effect.DENY, (IDENTITY_RULE,), "credential.error: failed", "credential.error"),
+        # Verified, but not for this: a denial like a policy's, not a credential error.
+        (Effect.DENY, (IDENTITY_RULE,), "credential.tool_not_in_scope: x", None),
+        (Effect.DENY, (IDENTITY_RULE,), "credential.resource_not_in_scope: x", None),
+        (Effect.DENY, (IDENTITY_RULE,), "credential.budget_exhausted: x", None),
+        (Effect.DENY, ("no-etc",), "credential.expired: a policy's own words", None),
+        (Effect.ALLOW, (IDENTITY_RULE,), "credential.expired: x", None),
+    ],
+)
+def test_which_refusals_are_credential_errors(
+    effect: Effect, rules: tuple[str, ...], reason: str, error_code: str | None
+) -> None:
+    decision = Decision(effect, rules, (reason,), "v1", "d-1")
+    error = credential_refusal(decision)
+    if error_code is None:
+        assert error is None
+        return
+    assert error is not None
+    assert error.code == CREDENTIAL_REFUSED == -32004
+    assert error.message == f"{reason} (decision d-1)"
+    assert error.data == {"code": error_code, "decision_id": "d-1", "rules": [IDENTITY_RULE]}
