@@ -64,6 +64,7 @@ _ROT13 = str.maketrans(
 # Padding only counts when text follows it: trailing blank lines push nothing out of view.
 # Wide text tables and PDF page breaks stay below these; a reader's window does not.
 _PADDING = compile_regex(r"[ \t]{500,}\S|(?:[ \t]*\r?\n){100,}[ \t]*\S")
+_MIN_PADDING_MATCH = 101  # the shortest _PADDING match: 100 line breaks and a character
 # Base64 may be wrapped (MIME, PEM); continuation lines are joined before decoding.
 _BLOB = compile_regex(r"[A-Za-z0-9+/_-]{16,}={0,2}(?:[ \t]*\r?\n[ \t]*[A-Za-z0-9+/]{4,}={0,2})*")
 _FLAG = compile_regex(r"\x{1F3F4}[\x{E0030}-\x{E0039}\x{E0061}-\x{E007A}]{1,6}\x{E007F}")
@@ -179,6 +180,8 @@ def _scan_chars(text: str, pointer: str, hits: Hits) -> str:
 
 
 def _scan_padding(folded: str, pointer: str, hits: Hits) -> None:
+    if len(folded) < _MIN_PADDING_MATCH:
+        return  # too short to hold padding (most strings)
     for match in itertools.islice(_PADDING.finditer(folded), _MAX_MATCHES):
         gap = match.end() - match.start() - 1
         lines = folded.count("\n", match.start(), match.end())
