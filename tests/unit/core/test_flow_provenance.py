@@ -390,6 +390,17 @@ def test_the_same_content_again_is_the_same_record() -> None:
     assert mails == ["c@z.example", "a@x.example", "b@y.example"]
 
 
+def test_only_short_text_is_remembered_for_next_time() -> None:
+    short, long = "mail a@x.example", "mail a@x.example " + "x" * 5000
+    assert "_last_observed" in seen((short, TRUSTED)).__dict__
+    assert "_last_observed" in seen(([short, short], TRUSTED)).__dict__
+    assert "_last_observed" not in seen((long, TRUSTED)).__dict__  # not kept alive
+    assert "_last_observed" not in seen(([long[:4000], long[:4000]], TRUSTED)).__dict__
+    assert "_last_observed" not in seen(({"body": short}, TRUSTED)).__dict__
+    once = seen((long, TRUSTED))
+    assert once.observe(long, TRUSTED) is once  # still nothing new (Seen._newest)
+
+
 def test_the_same_parts_in_another_order_are_moved() -> None:
     a_b, b_a = "a@x.example b@y.example", "b@y.example a@x.example"
     quick, slow = both_ways([(a_b, UNTRUSTED, FlowLimits()), (b_a, UNTRUSTED, FlowLimits())])

@@ -293,12 +293,19 @@ _EMPTY_SIZE = {flag: len(_ENCODE(Seen((), (), flag))) for flag in (False, True)}
 _LAST = "_last_observed"  # (source, text, limits) of the observation that made a Provenance
 
 
+_LAST_CHARS = 4096  # the longest text remembered that way: it is kept until the next one
+
+
 def _plain_text(content: Any) -> str | tuple[str, ...] | None:
-    """``content`` as a comparable value if it is text (a string or a list of strings: a
-    tool result's text blocks), else None."""
+    """``content`` as a comparable value if it is short text (a string or a list of strings:
+    a tool result's text blocks, :data:`_LAST_CHARS` at most in all), else None."""
     if type(content) is str:
-        return content
-    if type(content) in (list, tuple) and all(type(item) is str for item in content):
+        return content if len(content) <= _LAST_CHARS else None
+    if (
+        type(content) in (list, tuple)
+        and all(type(item) is str for item in content)
+        and sum(map(len, content)) <= _LAST_CHARS
+    ):
         return tuple(content)
     return None
 
