@@ -56,10 +56,10 @@ _PHRASES = _Families(INJECTION + ROLE_MARKERS)
 # match of "addressing" in rotated prose is more likely than a real rotated attack.
 _ROT13_PHRASES = _Families(tuple(f for f in INJECTION if f[0] != "injection.addressing"))
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u02bc": "'", "\u201c": '"', "\u201d": '"'})
-_ROT13 = str.maketrans(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
-    codecs.encode("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", "rot13"),
-)
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_ROT13 = str.maketrans(_LETTERS, codecs.encode(_LETTERS, "rot13"))
+# The same for ASCII text, as bytes: a table lookup per byte in C, not a dict lookup per char.
+_ROT13_ASCII = bytes.maketrans(_LETTERS.encode(), codecs.encode(_LETTERS, "rot13").encode())
 
 # Padding only counts when text follows it: trailing blank lines push nothing out of view.
 # Wide text tables and PDF page breaks stay below these; a reader's window does not.
@@ -297,7 +297,10 @@ def scan_text(text: str, pointer: str | Callable[[], str], hits: Hits) -> str:
 
 def _scan_text(text: str, pointer: str, hits: Hits) -> str:
     vs_decoded = _scan_chars(text, pointer, hits)
-    folded = fold(text).translate(_QUOTES)
+    folded = fold(text)
+    ascii_only = folded.isascii()  # then there are no curly quotes to straighten
+    if not ascii_only:
+        folded = folded.translate(_QUOTES)
     for match in _PHRASES.find(folded):
         hits.add(match.code, pointer, match.excerpt, match.shown)
     _scan_padding(folded, pointer, hits)
@@ -313,6 +316,9 @@ def _scan_text(text: str, pointer: str, hits: Hits) -> str:
     found |= _add_payload("encoded_payload.hex", _PHRASES.find(hexes), pointer, hits)
     if first and not found:
         hits.add("encoded_payload.text", pointer, reveal(first)[:200], repr(reveal(first)[:80]))
-    rotated = folded.translate(_ROT13)
+    if ascii_only:
+        rotated = folded.encode("ascii").translate(_ROT13_ASCII).decode("ascii")
+    else:
+        rotated = folded.translate(_ROT13)
     _add_payload("encoded_payload.rot13", _ROT13_PHRASES.find(rotated), pointer, hits)
     return folded
