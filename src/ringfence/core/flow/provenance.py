@@ -137,9 +137,10 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
         """This record with ``parts`` and ``texts`` added as the newest, within bounds.
 
         Re-seen parts and texts move to the newest end, so the oldest dropped are the least
-        recent.  Observing costs what is new, not what is held: the work over the held parts
-        is C loops (tuple concatenation, set copies and filters), and the new record's sets
-        and encoded size are carried over from this one instead of recomputed.
+        recent.  The work over what is held is C loops (a tuple slice and concatenation, a
+        filter when something is seen again); the new record's sets, encoded size and text
+        total are carried over from this one instead of recomputed.  Content that is already
+        the newest, in order, leaves the record as it is (:meth:`_newest`).
         """
         new = dict.fromkeys(parts)
         fresh = dict.fromkeys(t for t in texts if t)
@@ -217,7 +218,7 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
         """``held`` with ``new`` moved or added to the newest end and as many of the oldest
         dropped as ``over(rest, added, again)`` says (``rest`` is ``held`` without what
         ``new`` has ``again``): the items, their set, their encoded size (None if this
-        record's is not known yet) and those dropped.  One copy of what is held."""
+        record's is not known yet) and those dropped."""
         size: int | None = self.__dict__.get(size_key)
         if not new:
             return held, held_set, size, ()
