@@ -260,9 +260,8 @@ _CACHE_ENTRIES = 4096
 _cache: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {}
 
 
-def finds_nothing(text: str) -> bool:
-    """Whether :func:`scan_text` finds nothing in ``text`` (a string of at most
-    :data:`_CACHED_CHARS` characters, as a scan reads it); from the same cache."""
+def _cached(text: str) -> tuple[str, tuple[tuple[str, str, str], ...]]:
+    """The folded text and the findings (code, excerpt, match) of a short string's scan."""
     cached = _cache.get(text)
     if cached is None:
         recorder = _Recorder()
@@ -270,7 +269,13 @@ def finds_nothing(text: str) -> bool:
         if len(_cache) >= _CACHE_ENTRIES:
             _cache.clear()
         _cache[text] = cached
-    return not cached[1]
+    return cached
+
+
+def finds_nothing(text: str) -> bool:
+    """Whether :func:`scan_text` finds nothing in ``text`` (a string of at most
+    :data:`_CACHED_CHARS` characters, as a scan reads it); from the same cache."""
+    return not _cached(text)[1]
 
 
 def scan_text(text: str, pointer: str | Callable[[], str], hits: Hits) -> str:
@@ -281,13 +286,7 @@ def scan_text(text: str, pointer: str | Callable[[], str], hits: Hits) -> str:
     cached scan)."""
     if len(text) > _CACHED_CHARS:
         return _scan_text(text, pointer if isinstance(pointer, str) else pointer(), hits)
-    cached = _cache.get(text)
-    if cached is None:
-        recorder = _Recorder()
-        cached = (_scan_text(text, "", recorder), tuple(recorder.calls))  # type: ignore[arg-type]
-        if len(_cache) >= _CACHE_ENTRIES:
-            _cache.clear()
-        _cache[text] = cached
+    cached = _cache.get(text) or _cached(text)  # looked up inline: this runs per string
     if cached[1]:
         where = pointer if isinstance(pointer, str) else pointer()
         for code, shown, match in cached[1]:
