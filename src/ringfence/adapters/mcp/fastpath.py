@@ -163,10 +163,10 @@ class DirectCalls:
         try:
             call = gateway.begin_call(self.conn, name, arguments)
             if not isinstance(call, ToolCall):  # refused: the result says why
-                self._reply(out, request_id, self._result_frame(request_id, version, call))
+                out.write(self._result_frame(request_id, version, call))
                 return
         except Exception as exc:
-            self._reply(out, request_id, self._error_frame(request_id, version, name, exc))
+            out.write(self._error_frame(request_id, version, name, exc))
             return
         try:
             upstream = gateway.upstreams[call.entry.server]
@@ -174,7 +174,7 @@ class DirectCalls:
             started = upstream.start_direct("tools/call", call.params, answered)
         except Exception as exc:  # allowed and on record: its end is recorded too
             failed = gateway.call_failed(call, exc)
-            self._reply(out, request_id, self._error_frame(request_id, version, name, failed))
+            out.write(self._error_frame(request_id, version, name, failed))
             return
         if started is not None:
             cancel, call.shaped_for = started
@@ -268,7 +268,7 @@ class DirectCalls:
                 frame = self._result_frame(request_id, version, failed.result)
             else:
                 frame = self._error_frame(request_id, version, name, failed)
-            self._reply(out, request_id, frame)
+            out.write(frame)
             return
         self._finish(
             request_id,
@@ -293,11 +293,11 @@ class DirectCalls:
         except asyncio.CancelledError:
             return  # a cancelled request gets no response (the outcome is recorded)
         except Withheld as withheld:
-            self._reply(out, request_id, self._result_frame(request_id, version, withheld.result))
+            out.write(self._result_frame(request_id, version, withheld.result))
             await out.drain()
             return
         except Exception as exc:
-            self._reply(out, request_id, self._error_frame(request_id, version, name, exc))
+            out.write(self._error_frame(request_id, version, name, exc))
             await out.drain()
             return
         self._finish(request_id, version, name, out, lambda d: gateway.call_done(call, dump, d))
@@ -328,15 +328,12 @@ class DirectCalls:
         try:
             result = record(deliver)
             if not sent:
-                self._reply(out, request_id, self._result_frame(request_id, version, result))
+                out.write(self._result_frame(request_id, version, result))
         except Exception as exc:
             if not sent:
-                self._reply(out, request_id, self._error_frame(request_id, version, name, exc))
+                out.write(self._error_frame(request_id, version, name, exc))
             else:  # the answer is out; the record's failure is the Guard's to report
                 log.exception("tools/call %r: recording the outcome failed", name)
-
-    def _reply(self, out: asyncio.StreamWriter, request_id: types.RequestId, frame: bytes) -> None:
-        out.write(frame)
 
     def _result_frame(
         self,
