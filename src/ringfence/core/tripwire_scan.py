@@ -43,7 +43,8 @@ class _Families:
 
     def __init__(self, families: tuple[tuple[str, str], ...]) -> None:
         self.compiled = compile_phrases(families)
-        self.any = compile_regex("(?im)" + "|".join(f"(?:{p})" for _, p in families))
+        self.pattern = "|".join(f"(?:{p})" for _, p in families)
+        self.any = compile_regex("(?im)" + self.pattern)
 
     def find(self, text: str) -> list[PhraseMatch]:
         if not text or self.any.search(text) is None:
@@ -66,7 +67,15 @@ _ROT13_ASCII = bytes.maketrans(_LETTERS.encode(), codecs.encode(_LETTERS, "rot13
 _PADDING = compile_regex(r"[ \t]{500,}\S|(?:[ \t]*\r?\n){100,}[ \t]*\S")
 _MIN_PADDING_MATCH = 101  # the shortest _PADDING match: 100 line breaks and a character
 # Base64 may be wrapped (MIME, PEM); continuation lines are joined before decoding.
-_BLOB = compile_regex(r"[A-Za-z0-9+/_-]{16,}={0,2}(?:[ \t]*\r?\n[ \t]*[A-Za-z0-9+/]{4,}={0,2})*")
+_BLOB_PATTERN = r"[A-Za-z0-9+/_-]{16,}={0,2}(?:[ \t]*\r?\n[ \t]*[A-Za-z0-9+/]{4,}={0,2})*"
+_BLOB = compile_regex(_BLOB_PATTERN)
+# The usual string holds no phrase and no blob, in itself or rotated.  One search over the
+# folded text and its ROT13 joined by a line break then stands for three (the phrase families
+# on each, the blobs): a match inside either half is a match of the joined text, because no
+# pattern anchors at the end of the text (``^``/``$`` are per line, and the break is no word
+# character for ``\b``).  A match across the break, or of a family ROT13 does not run, only
+# sends the string down the full path.
+_QUIET = compile_regex(f"(?im:{_PHRASES.pattern})|(?:{_BLOB_PATTERN})")
 _FLAG = compile_regex(r"\x{1F3F4}[\x{E0030}-\x{E0039}\x{E0061}-\x{E007A}]{1,6}\x{E007F}")
 _RTL = compile_regex(r"[\p{Hebrew}\p{Arabic}\p{Syriac}\p{Thaana}\p{Nko}]")
 _COMMENT = compile_regex(r"(?s)<!--(.*?)(?:-->|\z)")
@@ -300,6 +309,17 @@ def _scan_text(text: str, pointer: str, hits: Hits) -> str:
     ascii_only = folded.isascii()  # then there are no curly quotes to straighten
     if not ascii_only:
         folded = folded.translate(_QUOTES)
+    if ascii_only:
+        rotated = folded.encode("ascii").translate(_ROT13_ASCII).decode("ascii")
+    else:
+        rotated = folded.translate(_ROT13)
+    if (
+        not vs_decoded
+        and "<" not in folded
+        and (len(folded) < _MIN_PADDING_MATCH or _PADDING.search(folded) is None)
+        and _QUIET.search(folded + "\n" + rotated) is None
+    ):
+        return folded  # nothing below can find anything (see _QUIET)
     for match in _PHRASES.find(folded):
         hits.add(match.code, pointer, match.excerpt, match.shown)
     _scan_padding(folded, pointer, hits)
@@ -315,9 +335,5 @@ def _scan_text(text: str, pointer: str, hits: Hits) -> str:
     found |= _add_payload("encoded_payload.hex", _PHRASES.find(hexes), pointer, hits)
     if first and not found:
         hits.add("encoded_payload.text", pointer, reveal(first)[:200], repr(reveal(first)[:80]))
-    if ascii_only:
-        rotated = folded.encode("ascii").translate(_ROT13_ASCII).decode("ascii")
-    else:
-        rotated = folded.translate(_ROT13)
     _add_payload("encoded_payload.rot13", _ROT13_PHRASES.find(rotated), pointer, hits)
     return folded
