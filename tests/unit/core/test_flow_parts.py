@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from itertools import pairwise
 
-from ringfence.core.flow import TRUNCATED, FlowLimits, Part, PartKind, parts_of
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ringfence.core.flow import STOPWORDS, TRUNCATED, FlowLimits, Part, PartKind, parts_of
 from ringfence.core.flow.parts import url_domain
 from ringfence.core.flow.values import scan
 
@@ -450,3 +454,52 @@ class TestBounds:
 
     def test_truncated_is_never_part_of_a_small_value(self) -> None:
         assert TRUNCATED not in parts_of({"to": "bob@x.org", "body": "hi " * 100})
+
+
+def _two_letters(norm: str) -> bool:
+    # The definition: two characters in a row that are letters (str.isalpha).
+    return any(a.isalpha() and b.isalpha() for a, b in pairwise(norm))
+
+
+def _reference_text_part(text: str) -> str | None:
+    # The rule written plainly: trimmed of non-alphanumerics at both ends, long enough, not a
+    # stopword, and two letters in a row.
+    from ringfence.core.flow.values import _MIN_STRING, normalise_text
+
+    norm = normalise_text(text)
+    lo, hi = 0, len(norm)
+    while lo < hi and not norm[lo].isalnum():
+        lo += 1
+    while hi > lo and not norm[hi - 1].isalnum():
+        hi -= 1
+    norm = norm[lo:hi]
+    if len(norm) < _MIN_STRING or norm in STOPWORDS or not _two_letters(norm):
+        return None
+    return norm
+
+
+@given(st.text(alphabet=st.sampled_from("aZ9 -_.:/\u00e9\u00b2\u00df\u0130\u3042x1"), max_size=30))
+def test_a_text_part_needs_two_letters_in_a_row(text: str) -> None:
+    from ringfence.core.flow.values import _text_part
+
+    part = _text_part(text)
+    assert (part.value if part else None) == _reference_text_part(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-03-15T10:00Z", None),
+        ("1,450.00 EUR", "1,450.00 eur"),
+        ("a1b2c3d4", None),
+        ("ab12 3456", "ab12 3456"),
+        ("\u00e91\u00e92\u00e93", None),
+        ("\u00e9\u00e912", "\u00e9\u00e912"),
+        ("\u00b2\u00b2\u00b2\u00b2", None),
+    ],
+)
+def test_text_parts_of_letters_and_numbers(text: str, expected: str | None) -> None:
+    from ringfence.core.flow.values import _text_part
+
+    part = _text_part(text)
+    assert (part.value if part else None) == expected

@@ -31,6 +31,7 @@ result — never a silently shorter answer.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
@@ -113,10 +114,16 @@ def _text_part(text: str) -> Part | None:
     if len(norm) < _MIN_STRING or norm in STOPWORDS:
         return None
     # Two letters in a row: numbers, amounts, dates and timestamps ("2024-03-15T10:00Z") are
-    # not names.
-    if not any(a.isalpha() and b.isalpha() for a, b in pairwise(norm)):
+    # not names.  (For ASCII, str.isalpha is exactly [A-Za-z]: one search in C.)
+    if norm.isascii():
+        if _TWO_ASCII_LETTERS.search(norm) is None:
+            return None
+    elif not any(a.isalpha() and b.isalpha() for a, b in pairwise(norm)):
         return None
     return Part(PartKind.TEXT, norm)
+
+
+_TWO_ASCII_LETTERS = re.compile("[A-Za-z]{2}")
 
 
 # Short strings recur in every result (keys, "type" values, ids, small answers) and their parts
