@@ -429,3 +429,101 @@ def test_the_same_content_under_tighter_limits_is_cut_down() -> None:
     quick, slow = both_ways([(texts, TRUSTED, FlowLimits()), (texts[1], TRUSTED, TIGHT)])
     assert quick == slow
     assert quick.trusted_seen.texts == ("second text, long too",)
+
+
+# --- a record's parts held as a log (provenance._PartLog): appended, never copied ------------
+
+
+def _email(n: int) -> Part:
+    return Part(PartKind.EMAIL, f"p{n}@x.example")
+
+
+def _plain_merge(held: list[Part], new: list[Part], cap: int) -> list[Part]:
+    merged = [p for p in held if p not in new] + new
+    return merged[max(0, len(merged) - cap) :] if cap else []
+
+
+@pytest.mark.parametrize(("cap", "universe", "steps"), [(6, 9, 300), (64, 100, 1500), (1, 2, 50)])
+def test_parts_kept_as_a_log_are_the_plain_merge_however_long(
+    cap: int, universe: int, steps: int
+) -> None:
+    # Long enough to step over dead entries, copy the window when they pile up and when the
+    # dropped entries before it do, and to branch from earlier records (which must not change).
+    import random
+
+    rng = random.Random(cap)
+    limits = FlowLimits(parts_per_source=cap, scan_parts=16)
+    seen, plain = Seen(), []
+    kept: list[tuple[Seen, list[Part]]] = []
+    for _ in range(steps):
+        if kept and rng.random() < 0.05:
+            seen, plain = rng.choice(kept)  # derive again from an earlier record
+        new = list(
+            dict.fromkeys(_email(rng.randint(0, universe)) for _ in range(rng.randint(0, 6)))
+        )
+        seen, plain = seen.added(new, [], False, limits), _plain_merge(plain, new, cap)
+        assert list(seen.parts) == plain
+        assert set(seen.part_set) == set(plain) and len(seen.parts) == len(plain)
+        assert seen.encoded_size() == len(provenance_module._ENCODE(seen))
+        if rng.random() < 0.1:
+            kept.append((seen, plain))
+    for record, expected in kept:
+        assert list(record.parts) == expected, "a later record changed an earlier one"
+
+
+def test_a_log_reads_as_the_tuple_it_stands_for() -> None:
+    limits = FlowLimits(parts_per_source=3)
+    seen = Seen()
+    for n in range(5):
+        seen = seen.added([_email(n)], [], False, limits)
+    parts = seen.parts
+    assert type(parts) is provenance_module._PartLog
+    expected = (_email(2), _email(3), _email(4))
+    assert parts == expected and expected == parts and (parts != expected) is False
+    assert hash(parts) == hash(expected) and hash(seen) == hash(Seen(expected, (), True))
+    assert seen == Seen(expected, (), True)
+    assert len(parts) == 3 and bool(parts) and list(parts) == list(expected)
+    assert parts[0] == _email(2) and parts[-1] == _email(4) and parts[1:] == expected[1:]
+    assert _email(3) in parts and _email(0) not in parts
+    assert list(reversed(parts)) == list(reversed(expected))
+    assert repr(parts) == repr(expected)
+    assert provenance_module._ENCODE(seen) == provenance_module._ENCODE(Seen(expected, (), True))
+    with pytest.raises(NotImplementedError):
+        provenance_module.as_tuple(object())
+
+
+def test_records_made_from_one_record_at_once_do_not_mix() -> None:
+    # Two threads adding to the same record: each result is its own merge.
+    import threading
+
+    limits = FlowLimits(parts_per_source=50)
+    base = Seen()
+    for n in range(40):
+        base = base.added([_email(n)], [], False, limits)
+    results: dict[int, Seen] = {}
+
+    def grow(worker: int) -> None:
+        seen = base
+        for step in range(200):
+            seen = seen.added([_email(1000 * (worker + 1) + step)], [], False, limits)
+        results[worker] = seen
+
+    threads = [threading.Thread(target=grow, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for worker, seen in results.items():
+        assert list(seen.parts) == [_email(1000 * (worker + 1) + s) for s in range(150, 200)]
+    assert list(base.parts) == [_email(n) for n in range(40)]
+
+
+def test_the_same_parts_added_twice_to_one_record_are_added_both_times() -> None:
+    # The first addition appended to the list the record views; the second must still see
+    # that its own record does not end with them (the check reads the record's window).
+    limits = FlowLimits(parts_per_source=10)
+    base = Seen().added([_email(1), _email(2)], [], False, limits)
+    first = base.added([_email(3)], [], False, limits)
+    second = base.added([_email(3)], [], False, limits)
+    assert list(first.parts) == list(second.parts) == [_email(1), _email(2), _email(3)]
+    assert list(base.parts) == [_email(1), _email(2)]

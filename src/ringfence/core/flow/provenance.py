@@ -54,7 +54,8 @@ no significant parts (``C-20991``, ``i-0a41f2c9e1d7``, ``1450``):
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterable, Sequence
+import threading
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from functools import cached_property
@@ -137,23 +138,24 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
         """This record with ``parts`` and ``texts`` added as the newest, within bounds.
 
         Re-seen parts and texts move to the newest end, so the oldest dropped are the least
-        recent.  The work over what is held is C loops (a tuple slice and concatenation, a
-        filter when something is seen again); the new record's sets, encoded size and text
-        total are carried over from this one instead of recomputed.  Content that is already
-        the newest, in order, leaves the record as it is (:meth:`_newest`).
+        recent.  Parts are appended to a list shared with this record (:class:`_PartLog`), not
+        copied: the work grows with what is added, not with what is held.  Texts, fewer, are
+        C loops (a tuple slice and concatenation, a filter when something is seen again).  The
+        new record's sets, encoded size and text total are carried over from this one instead
+        of recomputed.  Content that is already the newest, in order, leaves the record as it
+        is (:meth:`_newest`).
         """
         new = dict.fromkeys(parts)
         fresh = dict.fromkeys(t for t in texts if t)
         if not truncated and ((not new and not fresh) or self._newest(new, fresh, limits)):
             return self
-        cap = limits.parts_per_source
-        merged, part_set, part_bytes, cut = self._merged(
-            self.parts,
-            self.part_set,
-            new,
-            "_part_bytes",
-            lambda rest, add, _: len(rest) + len(add) - cap,
-        )
+        part_bytes: int | None = self.__dict__.get("_part_bytes")
+        log = _PartLog.of(self.parts, self.__dict__.get("part_set"))
+        cut: list[Part] = []
+        if new:
+            log, again, cut = log.added(new, limits.parts_per_source)
+            if part_bytes is not None:
+                part_bytes += _bytes(new) - _bytes(again) - _bytes(cut)
         budget = limits.text_chars_per_source
         chars = [0]
 
@@ -179,9 +181,9 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
             overflowed = True
             kept = (kept[-1][:budget],)
             text_set, text_bytes = Members(dict.fromkeys(kept)), None
-        out = Seen(merged, kept, overflowed)
+        out = Seen(log, kept, overflowed)  # type: ignore[arg-type]  # reads as a tuple
         cache = out.__dict__
-        cache["part_set"] = part_set
+        cache["part_set"] = log.counts
         cache["text_set"] = text_set
         if part_bytes is not None:
             cache["_part_bytes"] = part_bytes
@@ -200,7 +202,7 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
         n, m = len(new), len(fresh)
         if n > len(self.parts) or m > len(self.texts) or len(self.parts) > limits.parts_per_source:
             return False
-        if n and self.parts[-n:] != tuple(new):
+        if n and _tail(self.parts, n) != tuple(new):
             return False
         if not m:
             return True
@@ -275,7 +277,15 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
         return Seen(self.parts[count:], self.texts, True)
 
 
-_ENCODE = msgspec.json.Encoder(order="deterministic").encode
+def as_tuple(value: Any) -> Any:
+    """``enc_hook`` for msgspec encoders that may meet a record's parts held as a
+    :class:`_PartLog`: they encode as the tuple they stand for."""
+    if type(value) is _PartLog:
+        return value.items()
+    raise NotImplementedError(f"cannot encode {type(value).__name__}")
+
+
+_ENCODE = msgspec.json.Encoder(order="deterministic", enc_hook=as_tuple).encode
 
 
 def _bytes(items: Iterable[Any]) -> int:
@@ -289,6 +299,158 @@ def _items_bytes(items: tuple[Any, ...]) -> int:
 
 
 _EMPTY_SIZE = {flag: len(_ENCODE(Seen((), (), flag))) for flag in (False, True)}
+
+
+class _Buffer(list):  # type: ignore[type-arg]
+    """The list a :class:`_PartLog` and the logs made from it view, and the lock under
+    which one of them appends to it."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self, items: Iterable[Part]) -> None:
+        super().__init__(items)
+        self.lock = threading.Lock()
+
+
+class _PartLog:
+    """A record's parts, oldest first, as a window ``[start, end)`` of a list that only
+    grows and is shared with the records this one was made from.
+
+    Adding parts appends them (to the shared list when nothing was appended after this
+    window, else to a fresh copy) and moves the window's start past the oldest ones dropped:
+    nothing held is copied or released, which at 4,096 parts is most of what observing a new
+    result costs.  A part seen again is appended again; its earlier entry is then dead,
+    which ``counts`` (entries of each part in the window) tells: walking from the start, an
+    entry whose part has more than one is dead.  When dead entries, or the entries before the
+    window, outnumber the live ones by a margin, the window is copied into a list of its own
+    (amortised: once per that many appends).  Reads as the tuple it stands for
+    (:meth:`items`, built on first use): equal to it, same hash, same ``len``, iteration,
+    indexing and ``in``.  Records never change, so views of one list never see each other's
+    appends.
+    """
+
+    __slots__ = ("_buf", "_end", "_start", "_tuple", "counts")
+
+    def __init__(
+        self, buf: _Buffer, start: int, end: int, counts: Members[Part, int | None]
+    ) -> None:
+        self._buf = buf
+        self._start = start
+        self._end = end
+        # part -> its entries in the window (None: one, as in a record's part_set); len() is
+        # the number of parts.
+        self.counts = counts
+        self._tuple: tuple[Part, ...] | None = None
+
+    @staticmethod
+    def of(parts: tuple[Part, ...] | _PartLog, part_set: Members[Part, None] | None) -> _PartLog:
+        """``parts`` as a log (itself if it is one); ``part_set``: their set, if known."""
+        if type(parts) is _PartLog:
+            return parts
+        if part_set is None:
+            part_set = Members(dict.fromkeys(parts))
+        log = _PartLog(_Buffer(parts), 0, len(parts), part_set)
+        log._tuple = parts  # type: ignore[assignment]
+        return log
+
+    def items(self) -> tuple[Part, ...]:
+        """The parts, oldest first: the live entries of the window."""
+        out = self._tuple
+        if out is None:
+            window = self._buf[self._start : self._end]
+            if len(window) != len(self.counts):  # dead entries: keep each part's last
+                window = list(dict.fromkeys(reversed(window)))
+                window.reverse()
+            out = self._tuple = tuple(window)
+        return out
+
+    def tail(self, n: int) -> tuple[Part, ...]:
+        """The window's last ``n`` entries (live; the last ``n`` parts if all distinct)."""
+        return tuple(self._buf[self._end - n : self._end])
+
+    def added(self, new: dict[Part, None], cap: int) -> tuple[_PartLog, list[Part], list[Part]]:
+        """This log with ``new`` moved or added to the newest end and the oldest dropped to
+        keep at most ``cap``: the log, the parts seen again, and the parts dropped."""
+        counts = self.counts
+        again = [part for part in new if part in counts]
+        buf, start, end = self._buf, self._start, self._end
+        with buf.lock:
+            shared = len(buf) == end
+            if shared:
+                buf.extend(new)
+        if not shared:  # another log appended after this window: continue from a copy
+            buf, counts = self._copied()
+            start, end = 0, len(buf)
+            buf.extend(new)
+        end += len(new)
+        with counts.mutate() as m:
+            for part in again:
+                m[part] = (m[part] or 1) + 1
+            for part in new:
+                if part not in m:
+                    m[part] = None
+            drop = len(m) - cap
+            cut: list[Part] = []
+            while drop > 0:  # the oldest live entries; dead ones are stepped over
+                part = buf[start]
+                start += 1
+                seen = m[part]
+                if seen is not None and seen > 1:
+                    m[part] = seen - 1 if seen > 2 else None
+                else:
+                    del m[part]
+                    cut.append(part)
+                    drop -= 1
+            counts = m.finish()
+        log = _PartLog(buf, start, end, counts)
+        live = len(counts)
+        if end - start - live > max(64, live >> 3) or start > live + 64:
+            fresh, counts = log._copied()
+            log = _PartLog(fresh, 0, live, counts)
+        return log, again, cut
+
+    def _copied(self) -> tuple[_Buffer, Members[Part, int | None]]:
+        """The parts in a list of their own, and their counts (all one) for it."""
+        items = self.items()
+        counts = self.counts
+        if self._end - self._start != len(counts):  # dead entries: their counts go
+            counts = Members(dict.fromkeys(items))
+        return _Buffer(items), counts
+
+    # -- reads as the tuple it stands for ----------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def __bool__(self) -> bool:
+        return len(self.counts) > 0
+
+    def __iter__(self) -> Iterator[Part]:
+        return iter(self.items())
+
+    def __reversed__(self) -> Iterator[Part]:
+        return reversed(self.items())
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.items()[index]
+
+    def __contains__(self, part: object) -> bool:
+        return part in self.counts
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is _PartLog:
+            other = other.items()
+        return self.items() == other if type(other) is tuple else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.items())
+
+    def __repr__(self) -> str:
+        return repr(self.items())
+
+
+def _tail(parts: tuple[Part, ...] | _PartLog, n: int) -> tuple[Part, ...]:
+    return parts.tail(n) if type(parts) is _PartLog else parts[-n:]
 
 
 _LAST = "_last_observed"  # (source, text, limits) of the observation that made a Provenance

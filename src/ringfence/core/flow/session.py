@@ -32,6 +32,7 @@ from ringfence.core.flow.provenance import (
     Provenance,
     Seen,
     Source,
+    as_tuple,
     named_values,
 )
 from ringfence.core.flow.values import DEFAULT_LIMITS, FlowLimits
@@ -254,7 +255,7 @@ def _encoded_size(state: SessionState) -> int:
     return shell + sum(s.encoded_size() - _EMPTY_SEEN for s in seens)
 
 
-_ENCODER = msgspec.json.Encoder(order="deterministic")
+_ENCODER = msgspec.json.Encoder(order="deterministic", enc_hook=as_tuple)
 _EMPTY_SEEN = len(_ENCODER.encode(Seen()))
 _NO_PROVENANCE = Provenance()
 _EMPTY_PROVENANCE = len(_ENCODER.encode(_NO_PROVENANCE))
