@@ -288,9 +288,9 @@ def as_tuple(value: Any) -> Any:
 _ENCODE = msgspec.json.Encoder(order="deterministic", enc_hook=as_tuple).encode
 
 
-def _bytes(items: Iterable[Any]) -> int:
+def _bytes(items: Collection[Any]) -> int:
     """The sum of the encoded lengths of ``items``."""
-    return sum(map(len, map(_ENCODE, items)))
+    return sum(map(len, map(_ENCODE, items))) if items else 0
 
 
 def _items_bytes(items: tuple[Any, ...]) -> int:
