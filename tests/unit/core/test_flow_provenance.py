@@ -431,7 +431,7 @@ def test_the_same_content_under_tighter_limits_is_cut_down() -> None:
     assert quick.trusted_seen.texts == ("second text, long too",)
 
 
-# --- a record's parts held as a log (provenance._PartLog): appended, never copied ------------
+# --- a record's parts and texts held as logs (provenance._Log): appended, never copied ------------
 
 
 def _email(n: int) -> Part:
@@ -477,7 +477,7 @@ def test_a_log_reads_as_the_tuple_it_stands_for() -> None:
     for n in range(5):
         seen = seen.added([_email(n)], [], False, limits)
     parts = seen.parts
-    assert type(parts) is provenance_module._PartLog
+    assert type(parts) is provenance_module._Log
     expected = (_email(2), _email(3), _email(4))
     assert parts == expected and expected == parts and (parts != expected) is False
     assert hash(parts) == hash(expected) and hash(seen) == hash(Seen(expected, (), True))
@@ -527,3 +527,59 @@ def test_the_same_parts_added_twice_to_one_record_are_added_both_times() -> None
     second = base.added([_email(3)], [], False, limits)
     assert list(first.parts) == list(second.parts) == [_email(1), _email(2), _email(3)]
     assert list(base.parts) == [_email(1), _email(2)]
+
+
+def _plain_texts(held: list[str], fresh: list[str], budget: int) -> tuple[list[str], bool]:
+    merged = [t for t in held if t not in fresh] + fresh
+    cut = False
+    while sum(len(t) + 1 for t in merged) > budget and len(merged) > 1:
+        merged.pop(0)
+        cut = True
+    if merged and len(merged[-1]) >= budget:
+        return [merged[-1][:budget]], True
+    return merged, cut
+
+
+@pytest.mark.parametrize(("budget", "universe", "steps"), [(60, 12, 400), (2000, 300, 1500)])
+def test_texts_kept_as_a_log_are_the_plain_merge_however_long(
+    budget: int, universe: int, steps: int
+) -> None:
+    import random
+
+    rng = random.Random(budget)
+    limits = FlowLimits(text_chars_per_source=budget)
+    seen, plain, overflowed = Seen(), [], False
+    kept: list[tuple[Seen, list[str]]] = []
+    for _ in range(steps):
+        if kept and rng.random() < 0.05:
+            seen, plain = rng.choice(kept)
+            overflowed = seen.overflowed
+        count = rng.randint(0, 4)
+        fresh = list(
+            dict.fromkeys(
+                f"text {rng.randint(0, universe)} " * rng.randint(1, 5) for _ in range(count)
+            )
+        )
+        seen = seen.added([], fresh, False, limits)
+        if fresh:
+            plain, cut = _plain_texts(plain, fresh, budget)
+            overflowed = overflowed or cut
+        assert list(seen.texts) == plain and seen.overflowed == overflowed
+        assert seen._text_chars == sum(len(t) + 1 for t in plain)
+        assert set(seen.text_set) == set(plain)
+        assert seen.encoded_size() == len(provenance_module._ENCODE(seen))
+        assert seen.corpus == "\n".join(plain)
+        if rng.random() < 0.1:
+            kept.append((seen, plain))
+    for record, expected in kept:
+        assert list(record.texts) == expected, "a later record changed an earlier one"
+
+
+def test_a_text_as_long_as_the_budget_does_not_fit() -> None:
+    # A text weighs its length plus one separator: one exactly as long as the budget is over
+    # it, so the record is marked overflowed (the text itself is kept whole).
+    limits = FlowLimits(text_chars_per_source=10)
+    seen = Seen().added([], ["abcdefghij"], False, limits)
+    assert seen.texts == ("abcdefghij",) and seen.overflowed
+    shorter = Seen().added([], ["abcdefghi"], False, limits)
+    assert shorter.texts == ("abcdefghi",) and not shorter.overflowed

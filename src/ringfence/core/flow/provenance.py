@@ -55,11 +55,10 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from functools import cached_property
-from itertools import filterfalse
 from typing import Any
 
 import msgspec
@@ -138,7 +137,7 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
         """This record with ``parts`` and ``texts`` added as the newest, within bounds.
 
         Re-seen parts and texts move to the newest end, so the oldest dropped are the least
-        recent.  Parts are appended to a list shared with this record (:class:`_PartLog`), not
+        recent.  Parts are appended to a list shared with this record (:class:`_Log`), not
         copied: the work grows with what is added, not with what is held.  Texts, fewer, are
         C loops (a tuple slice and concatenation, a filter when something is seen again).  The
         new record's sets, encoded size and text total are carried over from this one instead
@@ -149,50 +148,45 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
         fresh = dict.fromkeys(t for t in texts if t)
         if not truncated and ((not new and not fresh) or self._newest(new, fresh, limits)):
             return self
-        part_bytes: int | None = self.__dict__.get("_part_bytes")
-        log = _PartLog.of(self.parts, self.__dict__.get("part_set"))
+        cache = self.__dict__
+        part_bytes: int | None = cache.get("_part_bytes")
+        parts_log = _Log.of(self.parts, cache.get("part_set"))
         cut: list[Part] = []
         if new:
-            log, again, cut = log.added(new, limits.parts_per_source)
+            parts_log, again, cut, _ = parts_log.added(new, limits.parts_per_source)
             if part_bytes is not None:
                 part_bytes += _bytes(new) - _bytes(again) - _bytes(cut)
+        text_bytes: int | None = cache.get("_text_bytes")
+        texts_log = _Log.of(self.texts, cache.get("text_set"))
+        dropped: list[str] = []
         budget = limits.text_chars_per_source
-        chars = [0]
-
-        def over_budget(rest: tuple[str, ...], add: tuple[str, ...], again: set[str]) -> int:
+        chars = self._text_chars
+        newest_cut = False
+        if fresh:
             # The newest texts whose lengths plus one separator each fit in the budget are
             # kept (the newest always, cut short below if it alone does not fit); the total
             # is carried over from record to record, not summed again.
-            total = self._text_chars - _chars(again) + _chars(add)
-            count, held = 0, len(rest)
-            while total > budget and count < held + len(add) - 1:
-                total -= len(rest[count] if count < held else add[count - held]) + 1
-                count += 1
-            chars[0] = total
-            return count
-
-        kept, text_set, text_bytes, dropped = self._merged(
-            self.texts, self.text_set, fresh, "_text_bytes", over_budget
-        )
-        overflowed = self.overflowed or truncated or bool(cut) or bool(dropped)
-        newest_cut = bool(fresh) and len(kept[-1]) >= budget
-        if newest_cut:
-            # The newest alone does not fit: keep its beginning.
-            overflowed = True
-            kept = (kept[-1][:budget],)
-            text_set, text_bytes = Members(dict.fromkeys(kept)), None
-        out = Seen(log, kept, overflowed)  # type: ignore[arg-type]  # reads as a tuple
-        cache = out.__dict__
-        cache["part_set"] = log.counts
-        cache["text_set"] = text_set
+            again_texts = [t for t in fresh if t in texts_log.counts]
+            chars += _chars(fresh) - _chars(again_texts)
+            texts_log, _, dropped, chars = texts_log.added(fresh, -1, budget, chars)
+            if text_bytes is not None:
+                text_bytes += _bytes(fresh) - _bytes(again_texts) - _bytes(dropped)
+            newest = texts_log.tail(1)[0]
+            newest_cut = len(newest) >= budget
+        overflowed = self.overflowed or truncated or bool(cut) or bool(dropped) or newest_cut
+        kept: tuple[str, ...] | _Log = texts_log
+        if newest_cut:  # the newest alone does not fit: keep its beginning
+            kept = (newest[:budget],)
+        out = Seen(parts_log, kept, overflowed)  # type: ignore[arg-type]  # logs read as tuples
+        made = out.__dict__
+        made["part_set"] = parts_log.counts
         if part_bytes is not None:
-            cache["_part_bytes"] = part_bytes
-        if text_bytes is not None:
-            cache["_text_bytes"] = text_bytes
-        if fresh and not newest_cut:
-            cache["_text_chars"] = chars[0]
-        elif not fresh and "_text_chars" in self.__dict__:
-            cache["_text_chars"] = self.__dict__["_text_chars"]
+            made["_part_bytes"] = part_bytes
+        if not newest_cut:
+            made["text_set"] = texts_log.counts
+            made["_text_chars"] = chars
+            if text_bytes is not None:
+                made["_text_bytes"] = text_bytes
         return out
 
     def _newest(self, new: dict[Part, None], fresh: dict[str, None], limits: FlowLimits) -> bool:
@@ -207,40 +201,8 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
         if not m:
             return True
         # Within the text budget (so nothing would be dropped and the newest not cut short).
-        return self.texts[-m:] == tuple(fresh) and self._text_chars <= limits.text_chars_per_source
-
-    def _merged(
-        self,
-        held: tuple[Any, ...],
-        held_set: Members[Any, None],
-        new: dict[Any, None],
-        size_key: str,
-        over: Callable[[tuple[Any, ...], tuple[Any, ...], set[Any]], int],
-    ) -> tuple[tuple[Any, ...], Members[Any, None], int | None, tuple[Any, ...]]:
-        """``held`` with ``new`` moved or added to the newest end and as many of the oldest
-        dropped as ``over(rest, added, again)`` says (``rest`` is ``held`` without what
-        ``new`` has ``again``): the items, their set, their encoded size (None if this
-        record's is not known yet) and those dropped."""
-        size: int | None = self.__dict__.get(size_key)
-        if not new:
-            return held, held_set, size, ()
-        again = {item for item in new if item in held_set}
-        rest = tuple(filterfalse(again.__contains__, held)) if again else held
-        add = tuple(new)
-        count = max(0, over(rest, add, again))
-        if count <= len(rest):
-            dropped, merged = rest[:count], rest[count:] + add
-        else:
-            dropped, merged = rest + add[: count - len(rest)], add[count - len(rest) :]
-        with held_set.mutate() as members:
-            for item in add:
-                members[item] = None
-            for item in dropped:
-                del members[item]
-            kept_set = members.finish()
-        if size is not None:
-            size += _bytes(add) - _bytes(again) - _bytes(dropped)
-        return merged, kept_set, size, dropped
+        within = self._text_chars <= limits.text_chars_per_source
+        return within and _tail(self.texts, m) == tuple(fresh)
 
     @cached_property
     def text_set(self) -> Members[str, None]:
@@ -279,8 +241,8 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
 
 def as_tuple(value: Any) -> Any:
     """``enc_hook`` for msgspec encoders that may meet a record's parts held as a
-    :class:`_PartLog`: they encode as the tuple they stand for."""
-    if type(value) is _PartLog:
+    :class:`_Log`: they encode as the tuple they stand for."""
+    if type(value) is _Log:
         return value.items()
     raise NotImplementedError(f"cannot encode {type(value).__name__}")
 
@@ -302,26 +264,26 @@ _EMPTY_SIZE = {flag: len(_ENCODE(Seen((), (), flag))) for flag in (False, True)}
 
 
 class _Buffer(list):  # type: ignore[type-arg]
-    """The list a :class:`_PartLog` and the logs made from it view, and the lock under
+    """The list a :class:`_Log` and the logs made from it view, and the lock under
     which one of them appends to it."""
 
     __slots__ = ("lock",)
 
-    def __init__(self, items: Iterable[Part]) -> None:
+    def __init__(self, items: Iterable[Any]) -> None:
         super().__init__(items)
         self.lock = threading.Lock()
 
 
-class _PartLog:
-    """A record's parts, oldest first, as a window ``[start, end)`` of a list that only
-    grows and is shared with the records this one was made from.
+class _Log:
+    """A record's parts (or texts), oldest first, as a window ``[start, end)`` of a list that
+    only grows and is shared with the records this one was made from.
 
-    Adding parts appends them (to the shared list when nothing was appended after this
+    Adding items appends them (to the shared list when nothing was appended after this
     window, else to a fresh copy) and moves the window's start past the oldest ones dropped:
     nothing held is copied or released, which at 4,096 parts is most of what observing a new
-    result costs.  A part seen again is appended again; its earlier entry is then dead,
-    which ``counts`` (entries of each part in the window) tells: walking from the start, an
-    entry whose part has more than one is dead.  When dead entries, or the entries before the
+    result costs.  An item seen again is appended again; its earlier entry is then dead,
+    which ``counts`` (entries of each item in the window) tells: walking from the start, an
+    entry whose item has more than one is dead.  When dead entries, or the entries before the
     window, outnumber the live ones by a margin, the window is copied into a list of its own
     (amortised: once per that many appends).  Reads as the tuple it stands for
     (:meth:`items`, built on first use): equal to it, same hash, same ``len``, iteration,
@@ -332,7 +294,7 @@ class _PartLog:
     __slots__ = ("_buf", "_end", "_start", "_tuple", "counts")
 
     def __init__(
-        self, buf: _Buffer, start: int, end: int, counts: Members[Part, int | None]
+        self, buf: _Buffer, start: int, end: int, counts: Members[Any, int | None]
     ) -> None:
         self._buf = buf
         self._start = start
@@ -340,20 +302,20 @@ class _PartLog:
         # part -> its entries in the window (None: one, as in a record's part_set); len() is
         # the number of parts.
         self.counts = counts
-        self._tuple: tuple[Part, ...] | None = None
+        self._tuple: tuple[Any, ...] | None = None
 
     @staticmethod
-    def of(parts: tuple[Part, ...] | _PartLog, part_set: Members[Part, None] | None) -> _PartLog:
-        """``parts`` as a log (itself if it is one); ``part_set``: their set, if known."""
-        if type(parts) is _PartLog:
-            return parts
-        if part_set is None:
-            part_set = Members(dict.fromkeys(parts))
-        log = _PartLog(_Buffer(parts), 0, len(parts), part_set)
-        log._tuple = parts  # type: ignore[assignment]
+    def of(items: tuple[Any, ...] | _Log, item_set: Members[Any, None] | None) -> _Log:
+        """``items`` as a log (itself if it is one); ``item_set``: their set, if known."""
+        if type(items) is _Log:
+            return items
+        if item_set is None:
+            item_set = Members(dict.fromkeys(items))
+        log = _Log(_Buffer(items), 0, len(items), item_set)
+        log._tuple = items  # type: ignore[assignment]
         return log
 
-    def items(self) -> tuple[Part, ...]:
+    def items(self) -> tuple[Any, ...]:
         """The parts, oldest first: the live entries of the window."""
         out = self._tuple
         if out is None:
@@ -364,13 +326,18 @@ class _PartLog:
             out = self._tuple = tuple(window)
         return out
 
-    def tail(self, n: int) -> tuple[Part, ...]:
+    def tail(self, n: int) -> tuple[Any, ...]:
         """The window's last ``n`` entries (live; the last ``n`` parts if all distinct)."""
         return tuple(self._buf[self._end - n : self._end])
 
-    def added(self, new: dict[Part, None], cap: int) -> tuple[_PartLog, list[Part], list[Part]]:
-        """This log with ``new`` moved or added to the newest end and the oldest dropped to
-        keep at most ``cap``: the log, the parts seen again, and the parts dropped."""
+    def added(
+        self, new: dict[Any, None], cap: int, budget: int = -1, total: int = 0
+    ) -> tuple[_Log, list[Any], list[Any], int]:
+        """This log with ``new`` moved or added to the newest end, and the oldest dropped:
+        while it holds more than ``cap`` (if ``cap`` >= 0), and while ``total`` (which must
+        count ``new``) is over ``budget`` (if ``budget`` >= 0; an item weighs its length plus
+        one), the newest always kept.  The log, the items seen again, those dropped, and
+        ``total`` after the drops."""
         counts = self.counts
         again = [part for part in new if part in counts]
         buf, start, end = self._buf, self._start, self._end
@@ -389,9 +356,10 @@ class _PartLog:
             for part in new:
                 if part not in m:
                     m[part] = None
-            drop = len(m) - cap
-            cut: list[Part] = []
-            while drop > 0:  # the oldest live entries; dead ones are stepped over
+            drop = len(m) - cap if cap >= 0 else 0
+            cut: list[Any] = []
+            # The oldest live entries go; dead ones are stepped over.
+            while drop > 0 or (budget >= 0 and total > budget and len(m) > 1):
                 part = buf[start]
                 start += 1
                 seen = m[part]
@@ -401,15 +369,17 @@ class _PartLog:
                     del m[part]
                     cut.append(part)
                     drop -= 1
+                    if budget >= 0:
+                        total -= len(part) + 1
             counts = m.finish()
-        log = _PartLog(buf, start, end, counts)
+        log = _Log(buf, start, end, counts)
         live = len(counts)
         if end - start - live > max(64, live >> 3) or start > live + 64:
             fresh, counts = log._copied()
-            log = _PartLog(fresh, 0, live, counts)
-        return log, again, cut
+            log = _Log(fresh, 0, live, counts)
+        return log, again, cut, total
 
-    def _copied(self) -> tuple[_Buffer, Members[Part, int | None]]:
+    def _copied(self) -> tuple[_Buffer, Members[Any, int | None]]:
         """The parts in a list of their own, and their counts (all one) for it."""
         items = self.items()
         counts = self.counts
@@ -425,11 +395,11 @@ class _PartLog:
     def __bool__(self) -> bool:
         return len(self.counts) > 0
 
-    def __iter__(self) -> Iterator[Part]:
+    def __iter__(self) -> Iterator[Any]:
         return iter(self.items())
 
-    def __reversed__(self) -> Iterator[Part]:
-        return reversed(self.items())
+    def __reversed__(self) -> Iterator[Any]:
+        return iter(self.items()[::-1])
 
     def __getitem__(self, index: Any) -> Any:
         return self.items()[index]
@@ -438,7 +408,7 @@ class _PartLog:
         return part in self.counts
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is _PartLog:
+        if type(other) is _Log:
             other = other.items()
         return self.items() == other if type(other) is tuple else NotImplemented
 
@@ -449,8 +419,8 @@ class _PartLog:
         return repr(self.items())
 
 
-def _tail(parts: tuple[Part, ...] | _PartLog, n: int) -> tuple[Part, ...]:
-    return parts.tail(n) if type(parts) is _PartLog else parts[-n:]
+def _tail(items: tuple[Any, ...] | _Log, n: int) -> tuple[Any, ...]:
+    return items.tail(n) if type(items) is _Log else items[-n:]
 
 
 _LAST = "_last_observed"  # (source, text, limits) of the observation that made a Provenance
