@@ -137,12 +137,11 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
         """This record with ``parts`` and ``texts`` added as the newest, within bounds.
 
         Re-seen parts and texts move to the newest end, so the oldest dropped are the least
-        recent.  Parts are appended to a list shared with this record (:class:`_Log`), not
-        copied: the work grows with what is added, not with what is held.  Texts, fewer, are
-        C loops (a tuple slice and concatenation, a filter when something is seen again).  The
-        new record's sets, encoded size and text total are carried over from this one instead
-        of recomputed.  Content that is already the newest, in order, leaves the record as it
-        is (:meth:`_newest`).
+        recent.  Both are appended to lists shared with this record (:class:`_Log`), not
+        copied: the work grows with what is added, not with what is held.  The new record's
+        sets, encoded size and text total are carried over from this one instead of
+        recomputed.  Content that is already the newest, in order, leaves the record as it is
+        (:meth:`_newest`).
         """
         new = dict.fromkeys(parts)
         fresh = dict.fromkeys(t for t in texts if t)
