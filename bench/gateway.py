@@ -17,9 +17,10 @@ official SDK's ``Client`` over stdio three ways, each with its own copy of the s
 The three clients are open at once and called in alternating blocks, so a noisy neighbour
 slows them alike.  Each call is timed alone with ``perf_counter_ns`` (GC off while sampling).
 A denied call (a deny rule matches; it never reaches the upstream) is timed the same way, and
-so are calls through the gateway whose arguments and results are new every time ("new
-results"): the other paths repeat one call, and a result the session has just seen is not taken
-in again, while a new one is scanned for tripwires and traced for provenance.
+so are calls whose arguments and results are new every time ("new results"), through the
+gateway and directly (its baseline): the other paths repeat one call, and a result the
+session has just seen is not taken in again, while a new one is scanned for tripwires and
+traced for provenance.
 
 Afterwards the run fails loudly unless: every result was right; each upstream counted exactly
 the calls it should have (none of the denied ones); the gateway's audit log verifies and holds
@@ -66,8 +67,12 @@ TARGET_P99_MS = 1.0
 PATHS = ("direct", "relay", "passthrough", "gateway")
 # Through the gateway too: a call a deny rule stops, and calls whose results are all new (the
 # others repeat one call, whose result the session has just seen: see bench/README.md).
-EXTRA = ("denied", "new")
-LABELS = {"denied": "gateway, denied", "new": "gateway, new results"}
+EXTRA = ("denied", "direct_new", "new")
+LABELS = {
+    "denied": "gateway, denied",
+    "direct_new": "direct, new results",
+    "new": "gateway, new results",
+}
 ARGS = {"text": "hello", "n": 1}
 DENIED_ARGS = {"text": "/etc/passwd", "n": 1}
 
@@ -159,16 +164,16 @@ def _allowed_ok(result: Any) -> None:
         raise SystemExit(f"gateway benchmark: wrong echo result {result!r}")
 
 
-def _varied(client: Any) -> tuple[Callable[[], Awaitable[Any]], Callable[[Any], None]]:
-    """Calls of the gateway's echo whose arguments, and so results, are new every time, and
-    the check of each result."""
+def _varied(client: Any, tool: str) -> tuple[Callable[[], Awaitable[Any]], Callable[[Any], None]]:
+    """Calls of ``tool`` (an echo) whose arguments, and so results, are new every time, and
+    the check of each result: the same sequence for every client it is made for."""
     sent: list[dict[str, Any]] = [{}]
     count = iter(range(1, 1 << 62))
 
     def call() -> Awaitable[Any]:
         n = next(count)
         sent[0] = {"text": f"note {n} for item-{n % 9973}", "n": n}
-        return client.call_tool("bench__echo", sent[0])
+        return client.call_tool(tool, sent[0])
 
     def check(result: Any) -> None:
         text = result.content[0].text if result.content else None
@@ -227,7 +232,7 @@ async def _one_era(
     env.pop("RINGFENCE_BENCH_PROFILE", None)
     env.pop("RINGFENCE_BENCH_PYSPY", None)
     errlog_path = folder / "stderr.txt"
-    samples: dict[str, list[int]] = {p: [] for p in (*PATHS, *EXTRA, "direct, again")}
+    samples: dict[str, list[int]] = {p: [] for p in (*PATHS, *EXTRA)}
     cpu = {p: {"client": 0, "server": 0, "behind": 0} for p in samples}
     with errlog_path.open("w") as errlog:
         try:
@@ -258,14 +263,16 @@ async def _one_era(
                 plan = [(p, call(p, ARGS), BLOCK, _allowed_ok) for p in PATHS]
                 plan.append(("denied", call("gateway", DENIED_ARGS), BLOCK // 2, _denied_ok))
                 # Second, on its own so as not to change what the first measures: calls whose
-                # results are all new, against the direct path again.
-                varied, varied_ok = _varied(clients["gateway"])
+                # arguments and results are all new, through the gateway and, as the baseline,
+                # directly (the same sequence of calls: longer, and new to the SDK each time).
+                direct_new, direct_new_ok = _varied(clients["direct"], tool["direct"])
+                gateway_new, gateway_new_ok = _varied(clients["gateway"], tool["gateway"])
                 later = [
-                    ("direct, again", call("direct", ARGS), BLOCK, _allowed_ok),
-                    ("new", varied, BLOCK, varied_ok),
+                    ("direct_new", direct_new, BLOCK, direct_new_ok),
+                    ("new", gateway_new, BLOCK, gateway_new_ok),
                 ]
                 owner = {**{p: p for p in PATHS}, "denied": "gateway", "new": "gateway"}
-                owner["direct, again"] = "direct"
+                owner["direct_new"] = "direct"
                 for phase in (plan, later):
                     for _, fn, _, check in phase:
                         await _timed(fn, warmup, [], check)
@@ -291,7 +298,7 @@ async def _one_era(
     for path in PATHS:
         expected = allowed if path == "gateway" else warmup + len(samples[path])
         if path == "direct":
-            expected += warmup + len(samples["direct, again"])
+            expected += warmup + len(samples["direct_new"])
         got = _read_count(counts[path])
         if got != expected:
             raise SystemExit(
@@ -310,8 +317,8 @@ async def _one_era(
         "p99_us": g["p99_us"] - d["p99_us"],
         "mean_us": g["mean_us"] - d["mean_us"],
     }
-    again, new = out["direct, again"], out["new"]
-    out["added_new_results"] = {k: new[k] - again[k] for k in ("p50_us", "p99_us", "mean_us")}
+    base, new = out["direct_new"], out["new"]
+    out["added_new_results"] = {k: new[k] - base[k] for k in ("p50_us", "p99_us", "mean_us")}
     out["sdk_hop"] = {k: p[k] - d[k] for k in ("p50_us", "p99_us", "mean_us")}
     out["ringfence_share"] = {k: g[k] - p[k] for k in ("p50_us", "p99_us", "mean_us")}
     out["audit"] = audit
@@ -440,18 +447,18 @@ def table(results: dict[str, Any]) -> Any:
     for era, r in results["eras"].items():
         for path in (*PATHS, *EXTRA):
             m = r[path]
-            d = r["direct, again" if path == "new" else "direct"]
+            d = r["direct_new" if path == "new" else "direct"]
             label = LABELS.get(path, path)
             added = (
                 ("", "")
-                if path == "direct"
+                if path in ("direct", "direct_new")
                 else (
                     f"{(m['p50_us'] - d['p50_us']) / 1000:+.3f}",
                     f"{(m['p99_us'] - d['p99_us']) / 1000:+.3f}",
                 )
             )
             c = m["cpu_us_per_call"]
-            if path == "direct":  # the client's own child is the upstream
+            if path in ("direct", "direct_new"):  # the client's own child is the upstream
                 cpu = f"{c['client']:.0f} / - / {c['server']:.0f}"
             else:
                 cpu = f"{c['client']:.0f} / {c['server']:.0f} / {c['behind']:.0f}"
