@@ -148,44 +148,49 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
         if not truncated and ((not new and not fresh) or self._newest(new, fresh, limits)):
             return self
         cache = self.__dict__
-        part_bytes: int | None = cache.get("_part_bytes")
-        parts_log = _Log.of(self.parts, cache.get("part_set"))
+        made: dict[str, Any] = {}  # what the new record carries over (sets, sizes, totals)
+        held: tuple[Part, ...] | _Log = self.parts
         cut: list[Part] = []
         if new:
-            parts_log, again, cut, _ = parts_log.added(new, limits.parts_per_source)
-            if part_bytes is not None:
-                part_bytes += _bytes(new) - _bytes(again) - _bytes(cut)
-        text_bytes: int | None = cache.get("_text_bytes")
-        texts_log = _Log.of(self.texts, cache.get("text_set"))
+            log, again, cut, _ = _Log.of(held, cache.get("part_set")).added(
+                new, limits.parts_per_source
+            )
+            held, made["part_set"] = log, log.counts
+            if "_part_bytes" in cache:
+                made["_part_bytes"] = (
+                    cache["_part_bytes"] + _bytes(new) - _bytes(again) - _bytes(cut)
+                )
+        kept: tuple[str, ...] | _Log = self.texts
         dropped: list[str] = []
-        budget = limits.text_chars_per_source
-        chars = self._text_chars
         newest_cut = False
         if fresh:
             # The newest texts whose lengths plus one separator each fit in the budget are
             # kept (the newest always, cut short below if it alone does not fit); the total
             # is carried over from record to record, not summed again.
-            again_texts = [t for t in fresh if t in texts_log.counts]
-            chars += _chars(fresh) - _chars(again_texts)
-            texts_log, _, dropped, chars = texts_log.added(fresh, -1, budget, chars)
-            if text_bytes is not None:
-                text_bytes += _bytes(fresh) - _bytes(again_texts) - _bytes(dropped)
-            newest = texts_log.tail(1)[0]
+            budget = limits.text_chars_per_source
+            texts = _Log.of(kept, cache.get("text_set"))
+            again_texts = [t for t in fresh if t in texts.counts]
+            chars = self._text_chars + _chars(fresh) - _chars(again_texts)
+            texts, _, dropped, chars = texts.added(fresh, -1, budget, chars)
+            newest = texts.tail(1)[0]
             newest_cut = len(newest) >= budget
+            if newest_cut:  # the newest alone does not fit: keep its beginning
+                kept = (newest[:budget],)
+            else:
+                kept, made["text_set"], made["_text_chars"] = texts, texts.counts, chars
+                if "_text_bytes" in cache:
+                    made["_text_bytes"] = (
+                        cache["_text_bytes"] + _bytes(fresh) - _bytes(again_texts) - _bytes(dropped)
+                    )
         overflowed = self.overflowed or truncated or bool(cut) or bool(dropped) or newest_cut
-        kept: tuple[str, ...] | _Log = texts_log
-        if newest_cut:  # the newest alone does not fit: keep its beginning
-            kept = (newest[:budget],)
-        out = Seen(parts_log, kept, overflowed)  # type: ignore[arg-type]  # logs read as tuples
-        made = out.__dict__
-        made["part_set"] = parts_log.counts
-        if part_bytes is not None:
-            made["_part_bytes"] = part_bytes
-        if not newest_cut:
-            made["text_set"] = texts_log.counts
-            made["_text_chars"] = chars
-            if text_bytes is not None:
-                made["_text_bytes"] = text_bytes
+        out = Seen(held, kept, overflowed)  # type: ignore[arg-type]  # logs read as tuples
+        for key in ("part_set", "_part_bytes") if not new else ():
+            if key in cache:
+                made[key] = cache[key]
+        for key in ("text_set", "_text_chars", "_text_bytes") if not fresh else ():
+            if key in cache:
+                made[key] = cache[key]
+        out.__dict__.update(made)
         return out
 
     def _newest(self, new: dict[Part, None], fresh: dict[str, None], limits: FlowLimits) -> bool:
