@@ -303,8 +303,8 @@ class _Log:
         self._buf = buf
         self._start = start
         self._end = end
-        # part -> its entries in the window (None: one, as in a record's part_set); len() is
-        # the number of parts.
+        # item -> its entries in the window (None: one, as in a record's part_set); len() is
+        # the number of items.
         self.counts = counts
         self._tuple: tuple[Any, ...] | None = None
 
@@ -320,18 +320,18 @@ class _Log:
         return log
 
     def items(self) -> tuple[Any, ...]:
-        """The parts, oldest first: the live entries of the window."""
+        """The items, oldest first: the live entries of the window."""
         out = self._tuple
         if out is None:
             window = self._buf[self._start : self._end]
-            if len(window) != len(self.counts):  # dead entries: keep each part's last
+            if len(window) != len(self.counts):  # dead entries: keep each item's last
                 window = list(dict.fromkeys(reversed(window)))
                 window.reverse()
             out = self._tuple = tuple(window)
         return out
 
     def tail(self, n: int) -> tuple[Any, ...]:
-        """The window's last ``n`` entries (live; the last ``n`` parts if all distinct)."""
+        """The window's last ``n`` entries (live; the last ``n`` items if all distinct)."""
         return tuple(self._buf[self._end - n : self._end])
 
     def added(
@@ -384,7 +384,7 @@ class _Log:
         return log, again, cut, total
 
     def _copied(self) -> tuple[_Buffer, Members[Any, int | None]]:
-        """The parts in a list of their own, and their counts (all one) for it."""
+        """The items in a list of their own, and their counts (all one) for it."""
         items = self.items()
         counts = self.counts
         if self._end - self._start != len(counts):  # dead entries: their counts go
