@@ -1,7 +1,7 @@
 """The MCP gateway's added latency: tools/call through Ringfence against the server called directly.
 
     .venv/bin/python bench/gateway.py [--quick] [--calls 2000] [--modes auto,legacy]
-                                      [--json bench/results/gateway.json]
+                                      [--repeat 1] [--json bench/results/gateway.json]
 
 One upstream, ``echo_server.py`` (an ``echo`` tool that does no work), is called by the
 official SDK's ``Client`` over stdio three ways, each with its own copy of the server:
@@ -34,6 +34,10 @@ client does, so the comparison is one era end to end; ``--upstream-era auto`` le
 the newest era the upstream speaks (the gateway's default), which costs a legacy client the
 2026-07-28 era's dearer processing in the upstream.
 
+On a shared machine one full run moves by a few hundredths of a millisecond from the next;
+``--repeat N`` makes N full runs, prints each, and then the median (and range) over the runs of
+each path's added p50 and p99: the figure to quote.
+
 Profiling the gateway process: ``RINGFENCE_BENCH_PROFILE=/tmp/gw.prof`` runs it under
 cProfile (the stats file gets the era appended); ``RINGFENCE_BENCH_PYSPY=/tmp/gw`` under
 ``py-spy record --gil`` (raw collapsed stacks, one file per era; ``pip install py-spy``).
@@ -48,6 +52,7 @@ import importlib.util
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -428,6 +433,60 @@ def gateway_latency(
     }
 
 
+def added_by_path(results: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{era: {path: {"p50_us", "p99_us"}}}``: what each path adds over its direct baseline
+    in one run (the direct path making the same calls: repeated, or new for "new")."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for era, r in results["eras"].items():
+        out[era] = {}
+        for path in (*PATHS, *EXTRA):
+            if path in ("direct", "direct_new"):
+                continue
+            base = r["direct_new" if path == "new" else "direct"]
+            out[era][path] = {k: r[path][k] - base[k] for k in ("p50_us", "p99_us")}
+    return out
+
+
+def median_added(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """Over several full runs, per era and path: the median, lowest and highest added p50
+    and p99 (µs)."""
+    per_run = [added_by_path(r) for r in runs]
+    out: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for era, paths in per_run[0].items():
+        out[era] = {}
+        for path in paths:
+            out[era][path] = {}
+            for key in ("p50_us", "p99_us"):
+                values = sorted(run[era][path][key] for run in per_run if era in run)
+                out[era][path][key] = [statistics.median(values), values[0], values[-1]]
+    return out
+
+
+def median_table(summary: dict[str, Any], n: int) -> Any:
+    """A rich Table of :func:`median_added`."""
+    from rich.table import Table
+
+    t = Table(
+        "era",
+        "path",
+        "added p50 ms: median (range)",
+        "added p99 ms: median (range)",
+        title=f"Over {n} full runs (target: added ≤ {TARGET_P50_MS} ms p50, "
+        f"≤ {TARGET_P99_MS} ms p99)",
+    )
+    for era, paths in summary.items():
+        first = True
+        for path, m in paths.items():
+            cells = [
+                f"{v[0] / 1000:+.3f} ({v[1] / 1000:+.3f} to {v[2] / 1000:+.3f})"
+                for v in (m["p50_us"], m["p99_us"])
+            ]
+            t.add_row(era if first else "", LABELS.get(path, path), *cells)
+            first = False
+        t.add_section()
+    return t
+
+
 def table(results: dict[str, Any]) -> Any:
     """A rich Table of ``gateway_latency`` results."""
     from rich.table import Table
@@ -604,6 +663,9 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES), help="auto, legacy or both")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "gateway.json")
     parser.add_argument(
+        "--repeat", type=int, default=1, help="Full runs; the median over them is reported."
+    )
+    parser.add_argument(
         "--upstream-era",
         choices=("same", "auto"),
         default="same",
@@ -627,18 +689,25 @@ def main() -> None:
     from rich.console import Console
 
     calls, warmup = (300, 50) if opts.quick else (opts.calls, opts.warmup)
-    results = {
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.machine()}, Python {platform.python_version()}, "
-        f"{len(os.sched_getaffinity(0))} cores",
-        **gateway_latency(calls, warmup, tuple(opts.modes.split(",")), opts.upstream_era),
-        "in_process": in_process(2_000 if opts.quick else 10_000),
-    }
     console = Console(width=160)
-    console.print(f"[bold]Ringfence MCP gateway[/] — {results['machine']} — {results['date']}")
-    console.print(table(results))
-    for line in audit_lines(results):
-        console.print(line)
+    runs: list[dict[str, Any]] = []
+    for _ in range(max(opts.repeat, 1)):
+        run = {
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "machine": f"{platform.machine()}, Python {platform.python_version()}, "
+            f"{len(os.sched_getaffinity(0))} cores",
+            **gateway_latency(calls, warmup, tuple(opts.modes.split(",")), opts.upstream_era),
+        }
+        console.print(f"[bold]Ringfence MCP gateway[/] — {run['machine']} — {run['date']}")
+        console.print(table(run))
+        for line in audit_lines(run):
+            console.print(line)
+        runs.append(run)
+    results = {**runs[-1], "in_process": in_process(2_000 if opts.quick else 10_000)}
+    if len(runs) > 1:
+        results["runs"] = [{"date": r["date"], "added": added_by_path(r)} for r in runs]
+        results["median_added"] = median_added(runs)
+        console.print(median_table(results["median_added"], len(runs)))
     console.print(in_process_line(results["in_process"]))
     opts.json.parent.mkdir(parents=True, exist_ok=True)
     opts.json.write_text(json.dumps(results, indent=2))
