@@ -31,12 +31,13 @@ if TYPE_CHECKING:
     from ringfence.runtime.ports import Clock
     from ringfence.runtime.sessions import Sessions
 
-__all__ = ["OutcomeRecording"]
+__all__ = ["OutcomeRecording", "encode_result"]
 
 log = logging.getLogger("ringfence.guard")
 
 _result_encoder = msgspec.json.Encoder(enc_hook=repr, order="sorted")
-_encode_result = _result_encoder.encode
+_encode_result = encode_result = _result_encoder.encode
+"""A result as its outcome record's hash and size are taken over: JSON, keys sorted."""
 _sha256 = hashlib.sha256
 _perf_ns = time.perf_counter_ns
 
@@ -65,6 +66,7 @@ class OutcomeRecording:
         content: Any = None,
         labels: tuple[str, ...] = (),
         observed: Any = None,
+        encoded: bytes | None = None,
     ) -> None:
         """Record what happened when an allowed action ran (ok/error, duration, result hash).
 
@@ -73,6 +75,8 @@ class OutcomeRecording:
         ``observed`` is what of the result the session takes in (its provenance and the
         tripwire scan), when that is less than ``result`` itself: an adapter that knows the
         result's protocol passes only what the model will read, without the envelope.
+        ``encoded`` is ``result`` as :func:`encode_result` makes it, if the caller has it
+        already (its hash and size are taken from it instead of encoding the result again).
         """
         duration = time.perf_counter_ns() - started_ns
         if self.controls is not None:  # circuit breakers learn from outcomes
@@ -94,10 +98,13 @@ class OutcomeRecording:
             self.sessions.add_labels(session, labels)
         digest = size = None
         if error is None:
-            try:
-                data = _result_encoder.encode(result)
-            except Exception:
-                data = repr(result).encode("utf-8", "replace")
+            if encoded is not None:
+                data = encoded
+            else:
+                try:
+                    data = _result_encoder.encode(result)
+                except Exception:
+                    data = repr(result).encode("utf-8", "replace")
             digest, size = hashlib.sha256(data).hexdigest(), len(data)
         text = "" if error is None else str(error)
         if error is not None and self.secrets is not None:

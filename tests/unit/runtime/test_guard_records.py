@@ -609,6 +609,26 @@ def test_outcome_content_and_labels_are_recorded_and_label_the_session(
     assert guard.session_labels("s-1") == frozenset({"untrusted", "pii"})
 
 
+def test_an_outcome_hashes_the_bytes_its_caller_already_encoded(
+    make_guard: GuardFactory, memory_log: AuditLog
+) -> None:
+    # An adapter that encoded the result (the MCP gateway, for its size limit) hands the
+    # bytes over: they are what is hashed and counted, and they are the canonical encoding.
+    from ringfence.runtime.guard_outcomes import encode_result
+
+    guard = make_guard(FILES)
+    result = {"b": [1, 2], "a": "x"}
+    data = encode_result(result)
+    assert data == b'{"a":"x","b":[1,2]}'
+    for encoded, expected in ((data, data), (None, data), (b"other", b"other")):
+        action = guard.action("safe_delete", {"path": "/tmp/a"})
+        decision = guard.check(action)
+        guard.record_outcome(action, decision, started_ns=0, result=result, encoded=encoded)
+        outcome = records_of(memory_log)[-1]
+        assert outcome["result_sha256"] == hashlib.sha256(expected).hexdigest()
+        assert outcome["result_size"] == len(expected)
+
+
 def test_outcome_content_that_cannot_be_encoded_is_not_recorded_as_is(
     make_guard: GuardFactory, memory_log: AuditLog, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -24,7 +24,6 @@ from typing import Any
 
 import anyio
 import mcp_types as types
-import msgspec
 from mcp import Client, MCPError
 from mcp.shared.dispatcher import ProgressFnT as Progress
 
@@ -67,12 +66,12 @@ from ringfence.runtime.broker import (
     install_audit_redaction,
 )
 from ringfence.runtime.guard import Guard
+from ringfence.runtime.guard_outcomes import encode_result
 
 __all__ = ["Connection", "Gateway", "GatewayError", "ToolCall", "Withheld", "model_text"]
 
 log = logging.getLogger("ringfence.gateway")
 _SDK_META = "io.modelcontextprotocol/"
-_json_bytes = msgspec.json.Encoder().encode
 
 
 class Gateway(Requests):
@@ -449,7 +448,10 @@ class Gateway(Requests):
             redacted, meta, found = sec.redact_result(self.secrets, types.CallToolResult, dump)
             dump = wire(sec.withheld_result(meta)) if redacted is None else redacted
             labels = (*labels, SECRET_LABEL) if found else labels
-        size = len(_json_bytes(dump))
+        # Encoded once: its length is the size checked here, and the outcome record's hash
+        # and size are taken over the same bytes.
+        data = encode_result(dump)
+        size = len(data)
         if size > self.config.max_result_bytes:
             limit = self.config.max_result_bytes
             error = ValueError(f"result of {size} bytes is larger than max_result_bytes ({limit})")
@@ -467,6 +469,7 @@ class Gateway(Requests):
                 content=dump if keep == "content" else None,
                 labels=labels,
                 observed=model_text(dump),
+                encoded=data,
             )
 
         if deliver is None:
