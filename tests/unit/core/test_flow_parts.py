@@ -467,12 +467,8 @@ def _reference_text_part(text: str) -> str | None:
     from ringfence.core.flow.values import _MIN_STRING, normalise_text
 
     norm = normalise_text(text)
-    lo, hi = 0, len(norm)
-    while lo < hi and not norm[lo].isalnum():
-        lo += 1
-    while hi > lo and not norm[hi - 1].isalnum():
-        hi -= 1
-    norm = norm[lo:hi]
+    alnum = [i for i, c in enumerate(norm) if c.isalnum()]
+    norm = norm[alnum[0] : alnum[-1] + 1] if alnum else ""
     if len(norm) < _MIN_STRING or norm in STOPWORDS or not _two_letters(norm):
         return None
     return norm
