@@ -36,7 +36,7 @@ __all__ = ["OutcomeRecording", "encode_result"]
 log = logging.getLogger("ringfence.guard")
 
 _result_encoder = msgspec.json.Encoder(enc_hook=repr, order="sorted")
-_encode_result = encode_result = _result_encoder.encode
+encode_result = _result_encoder.encode
 """A result as its outcome record's hash and size are taken over: JSON, keys sorted."""
 _sha256 = hashlib.sha256
 _perf_ns = time.perf_counter_ns
@@ -142,7 +142,7 @@ class OutcomeRecording:
         if controls is not None and controls.learns:  # only breakers learn from outcomes
             controls.record(action, True, duration, now)
         try:
-            data = _encode_result(result)
+            data = encode_result(result)
         except Exception:
             data = repr(result).encode("utf-8", "replace")
         try:

@@ -267,7 +267,7 @@ def _items_bytes(items: tuple[Any, ...]) -> int:
 _EMPTY_SIZE = {flag: len(_ENCODE(Seen((), (), flag))) for flag in (False, True)}
 
 
-class _Buffer(list):  # type: ignore[type-arg]
+class _Buffer(list[Any]):
     """The list a :class:`_Log` and the logs made from it view, and the lock under
     which one of them appends to it."""
 
@@ -311,12 +311,12 @@ class _Log:
     @staticmethod
     def of(items: tuple[Any, ...] | _Log, item_set: Members[Any, None] | None) -> _Log:
         """``items`` as a log (itself if it is one); ``item_set``: their set, if known."""
-        if type(items) is _Log:
+        if isinstance(items, _Log):
             return items
         if item_set is None:
             item_set = Members(dict.fromkeys(items))
         log = _Log(_Buffer(items), 0, len(items), item_set)
-        log._tuple = items  # type: ignore[assignment]
+        log._tuple = items
         return log
 
     def items(self) -> tuple[Any, ...]:
