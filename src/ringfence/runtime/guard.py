@@ -197,7 +197,7 @@ class Guard(Wrapping, Verdicts, SecretWiring):
 
     def session_labels(self, session: str) -> frozenset[str]:
         """Labels the session has gathered so far (obligations, tool results, tripwires)."""
-        return self.sessions.state(session).labels
+        return self.sessions.labels(session)
 
     def label_session(self, session: str, labels: tuple[str, ...]) -> None:
         """Add labels to a session (say, ``untrusted`` after a tool returned web content)."""

@@ -67,6 +67,7 @@ class OutcomeRecording:
         labels: tuple[str, ...] = (),
         observed: Any = None,
         encoded: bytes | None = None,
+        defer: bool = False,
     ) -> None:
         """Record what happened when an allowed action ran (ok/error, duration, result hash).
 
@@ -77,6 +78,8 @@ class OutcomeRecording:
         result's protocol passes only what the model will read, without the envelope.
         ``encoded`` is ``result`` as :func:`encode_result` makes it, if the caller has it
         already (its hash and size are taken from it instead of encoding the result again).
+        ``defer``: taking the result into the session's provenance may wait for a batch
+        (:mod:`ringfence.runtime.sessions`); the result must not change meanwhile.
         """
         duration = time.perf_counter_ns() - started_ns
         if self.controls is not None:  # circuit breakers learn from outcomes
@@ -91,7 +94,7 @@ class OutcomeRecording:
                 named = declared.user_named
             try:
                 seen = result if observed is None else observed
-                labels = self.sessions.observed(session, seen, labels, named)
+                labels = self.sessions.observed(session, seen, labels, named, defer=defer)
             except Exception:
                 log.exception("session store failed observing %s", decision.decision_id)
         elif session is not None and labels:

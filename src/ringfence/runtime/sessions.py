@@ -11,10 +11,22 @@ labels say so, or if a tripwire fired) and adds the result's labels.
 
 States live behind the ``SessionStore`` port; the default keeps them in memory, bounded (least
 recently used sessions are forgotten first).
+
+A result's provenance can wait (``observed(..., defer=True)``, for a store in this process):
+its labels and tripwires are applied at once, but taking its parts into provenance, the
+largest share of the work, is done for a batch of results at a time
+(:meth:`SessionState.observe_many`).  Nothing reads provenance without it: the policy's
+``provenance`` questions (:attr:`SessionView.provenance`) and :meth:`Sessions.state` take
+in what waits first, so a decision sees every result observed before it, as without
+deferral.  What waits is bounded (:data:`MAX_PENDING` results of a session, and
+:data:`MAX_PENDING_SESSIONS` sessions); :meth:`Sessions.settle_all` takes it all in (the
+MCP gateway calls it once its recorder is idle).
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -27,11 +39,25 @@ from ringfence.core.decision import Decision
 from ringfence.core.flow import Provenance, SessionState, Source, call_digest
 from ringfence.core.tripwires import scan_output
 
-__all__ = ["UNTRUSTED", "MemorySessionStore", "SessionView", "Sessions"]
+__all__ = [
+    "MAX_PENDING",
+    "MAX_PENDING_SESSIONS",
+    "UNTRUSTED",
+    "MemorySessionStore",
+    "SessionView",
+    "Sessions",
+]
+
+log = logging.getLogger(__name__)
 
 UNTRUSTED = "untrusted"
 MAX_SESSIONS = 100_000
 MAX_REQUESTS_SEEN = 10_000
+MAX_PENDING = 16
+"""Results of one session whose provenance may wait; the one that makes this many takes
+them all in."""
+MAX_PENDING_SESSIONS = 1_024
+"""Sessions with results waiting; past this, every session's are taken in."""
 
 
 class SessionView(msgspec.Struct, frozen=True, gc=False):
@@ -40,6 +66,9 @@ class SessionView(msgspec.Struct, frozen=True, gc=False):
     session: SessionState
     repeats: int  # how many of the recent calls were this exact call (tool + arguments)
     digest: str  # of this call, to count it once it is allowed
+    # Set when results of this session were waiting to be taken into provenance: the
+    # session's provenance with them (see the module docstring).
+    settled: Callable[[], Provenance] | None = None
 
     @property
     def calls(self) -> int:
@@ -58,8 +87,9 @@ class SessionView(msgspec.Struct, frozen=True, gc=False):
 
     @property
     def provenance(self) -> Provenance:
-        """Where the session's values came from."""
-        return self.session.provenance
+        """Where the session's values came from (every result observed so far)."""
+        settled = self.settled
+        return self.session.provenance if settled is None else settled()
 
     def count(self, field: str, name: str) -> int:
         """``state.counters.<name>`` / ``state.tool_calls.<tool>`` (over-counts past the cap)."""
@@ -103,10 +133,48 @@ class Sessions:
         self._tripwires = tripwires
         self._requests: OrderedDict[str, str] = OrderedDict()
         self._requests_lock = threading.Lock()
+        # Results whose provenance waits, per session, oldest first (see the module docstring).
+        self._pending: dict[str, list[tuple[Any, Source]]] = {}
+        self._pending_lock = threading.Lock()  # for _pending
+        self._settling = threading.Lock()  # held while waiting results are taken in: in order
+        self._deferrable = isinstance(self.store, MemorySessionStore)
 
     def state(self, session: str) -> SessionState:
-        """The session's state (an empty one if it has none)."""
+        """The session's state (an empty one if it has none), every result observed so far
+        taken in."""
+        if session in self._pending:
+            self.settle(session)
         return self.store.load(session) or SessionState()
+
+    def labels(self, session: str) -> frozenset[str]:
+        """The session's labels (applied at once, also for results whose provenance waits)."""
+        state = self.store.load(session)
+        return frozenset() if state is None else state.labels
+
+    def settle(self, session: str) -> None:
+        """Take the results of ``session`` whose provenance waits into its state.  If that
+        fails, they stay waiting, first in line, and the error is raised: a decision that
+        asks about provenance is refused rather than made without them."""
+        with self._settling:
+            with self._pending_lock:
+                items = self._pending.pop(session, None)
+            if not items:
+                return
+            try:
+                self.store.update(session, lambda s: s.observe_many(items))
+            except BaseException:
+                with self._pending_lock:
+                    self._pending[session] = items + self._pending.get(session, [])
+                raise
+
+    def settle_all(self) -> None:
+        """:meth:`settle` every session with results waiting; one that fails is logged and
+        stays waiting, the others are taken in."""
+        for session in list(self._pending):
+            try:
+                self.settle(session)
+            except Exception:
+                log.exception("session %r: taking results into provenance failed", session)
 
     def prepare(self, action: Action) -> Action:
         """``action`` with the session's labels and a SessionView (unchanged without a session)."""
@@ -125,9 +193,12 @@ class Sessions:
             # The user's own words: what they name is theirs (recipients, links, paths).
             state = self.store.update(session, lambda s: s.observe(request, Source.USER))
         else:
-            state = self.state(session)
+            # As stored: results whose provenance waits are taken in only if the policy
+            # asks about provenance (SessionView.provenance).
+            state = self.store.load(session) or SessionState()
         digest = call_digest(action.tool, action.args)
-        view = SessionView(state, state.repeats(digest), digest)
+        settled = functools.partial(self._provenance, session) if session in self._pending else None
+        view = SessionView(state, state.repeats(digest), digest, settled)
         labels = action.labels | state.labels if state.labels else action.labels
         return msgspec.structs.replace(action, labels=labels, state=view)
 
@@ -158,14 +229,33 @@ class Sessions:
         content: Any,
         labels: tuple[str, ...],
         named: tuple[tuple[str, ...], tuple[str, ...]] | None = None,
+        *,
+        defer: bool = False,
     ) -> tuple[str, ...]:
         """Take a tool's result into the session; the labels it brought (incl. tripwires).
-        ``named`` is the tool's ``user_named`` declaration (by, vouch), if it has one."""
+        ``named`` is the tool's ``user_named`` declaration (by, vouch), if it has one.
+        ``defer``: its provenance may wait (see the module docstring; ``content`` must not
+        change meanwhile); its labels are added at once either way."""
         trip = set(scan_output(content).labels) if self._tripwires else set()
         # A tripwire in any tool's output makes that output untrusted, whatever the tool.
         untrusted = UNTRUSTED in labels or bool(trip)
         added = set(labels) | trip | ({UNTRUSTED} if untrusted else set())
         source = Source.UNTRUSTED if untrusted else Source.TRUSTED
+        if defer and named is None and self._deferrable:
+            with self._pending_lock:
+                waiting = self._pending.setdefault(session, [])
+                waiting.append((content, source))
+                full = len(waiting) >= MAX_PENDING
+                crowded = len(self._pending) > MAX_PENDING_SESSIONS
+            if added:
+                self.store.update(session, lambda s: s.with_labels(added))
+            if crowded:
+                self.settle_all()
+            elif full:
+                self.settle(session)
+            return tuple(sorted(added))
+        if session in self._pending:
+            self.settle(session)  # what waits came first
 
         def change(state: SessionState) -> SessionState:
             state = state.observe(content, source, named=named)
@@ -173,6 +263,9 @@ class Sessions:
 
         self.store.update(session, change)
         return tuple(sorted(added))
+
+    def _provenance(self, session: str) -> Provenance:
+        return self.state(session).provenance
 
     def add_labels(self, session: str, labels: tuple[str, ...]) -> None:
         """Add labels to a session directly."""

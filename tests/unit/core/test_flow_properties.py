@@ -22,7 +22,7 @@ from ringfence.core.flow import (
 )
 from ringfence.core.flow import provenance as provenance_module
 from ringfence.core.flow.provenance import Seen
-from ringfence.core.flow.session import _encoded_size
+from ringfence.core.flow.session import _encoded_size, _headroom
 from ringfence.core.flow.values import scan
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -306,3 +306,79 @@ def test_added_is_the_plain_merge(steps: list[tuple[Any, bool]], limits: FlowLim
         assert seen._text_chars == sum(map(len, seen.texts)) + len(seen.texts)
         assert set(seen.text_set) == set(seen.texts)
         assert set(seen.part_set) == set(seen.parts)
+
+
+batch = st.lists(
+    st.tuples(json_like | overlapping | st.lists(overlapping, max_size=3), sources), max_size=10
+)
+
+
+@SETTINGS
+@given(
+    st.lists(batch, min_size=1, max_size=4),
+    st.sampled_from([SMALL, FlowLimits(), TIGHT_TEXT, FlowLimits(parts_per_source=0)]),
+)
+def test_a_batch_leaves_what_one_by_one_does(
+    batches: list[list[tuple[Any, Source]]], limits: FlowLimits
+) -> None:
+    """:meth:`Provenance.observe_many` gives the parts, texts and flags that observing each
+    result in turn gives, batch after batch, whatever repeats, moves and drops."""
+    one_by_one = many = Provenance()
+    for items in batches:
+        for content, source in items:
+            one_by_one = one_by_one.observe(content, source, limits=limits)
+        many = many.observe_many(items, limits=limits)
+        assert many == one_by_one
+        assert encode_state(SessionState(provenance=many)) == encode_state(
+            SessionState(provenance=one_by_one)
+        )
+        for seen in (many.user_seen, many.trusted_seen, many.untrusted_seen):
+            assert set(seen.part_set) == set(seen.parts)
+            assert set(seen.text_set) == set(seen.texts)
+            assert seen.encoded_size() == len(encode_state(seen))
+
+
+@SETTINGS
+@given(batch, st.booleans())
+def test_a_batch_of_states_stays_within_bounds(
+    items: list[tuple[Any, Source]], tight: bool
+) -> None:
+    """A session state after a batch carries the same labels as one by one, and the same
+    provenance unless it had to shrink; it stays within its size either way, and a source
+    that gave up parts is marked overflowed."""
+    # Tight: room for what counters and recent calls may still add, and about 3 KB more.
+    room = _headroom(SessionState(), FlowLimits()) + 3_000
+    limits = FlowLimits(state_bytes=room) if tight else FlowLimits()
+    one_by_one = SessionState()
+    for content, source in items:
+        one_by_one = one_by_one.observe(content, source, limits=limits)
+    many = SessionState().observe_many(items, limits=limits)
+    assert many.labels == one_by_one.labels
+    assert _encoded_size(many) == len(encode_state(many)) <= limits.state_bytes
+    if not tight:
+        assert many == one_by_one
+    plain = Provenance()
+    for content, source in items:
+        plain = plain.observe(content, source, limits=limits)
+    for source in Source:
+        kept, everything = many.provenance.seen(source), plain.seen(source)
+        if kept.parts != everything.parts:
+            assert kept.overflowed
+            # What was dropped is the oldest: what is kept is the newest, in order.
+            assert everything.parts[len(everything.parts) - len(kept.parts) :] == kept.parts
+
+
+def test_a_batch_with_a_scan_cut_short_is_overflowed() -> None:
+    """A result whose scan hit a bound marks its source overflowed in a batch too, even when
+    a later result of the batch is scanned whole."""
+    limits = FlowLimits(scan_parts=4)  # a result's scan stops at 4 parts; the record holds more
+    crowded = " ".join(f"user{i}@corp.example" for i in range(20))
+    items = [(crowded, Source.UNTRUSTED), ("bob@corp.example", Source.UNTRUSTED)]
+    one_by_one = Provenance()
+    for content, source in items:
+        one_by_one = one_by_one.observe(content, source, limits=limits)
+    many = Provenance().observe_many(items, limits=limits)
+    assert len(many.untrusted_seen.parts) == 5
+    assert many == one_by_one
+    assert many.untrusted_seen.overflowed
+    assert not many.trusted_seen.overflowed

@@ -72,6 +72,9 @@ __all__ = ["Connection", "Gateway", "GatewayError", "ToolCall", "Withheld", "mod
 
 log = logging.getLogger("ringfence.gateway")
 _SDK_META = "io.modelcontextprotocol/"
+# Results up to this size (encoded) are taken into session provenance by the batch
+# (ringfence.runtime.sessions); larger ones at once, so what waits stays small.
+_DEFER_BYTES = 64 << 10
 
 
 class Gateway(Requests):
@@ -470,6 +473,7 @@ class Gateway(Requests):
                 labels=labels,
                 observed=model_text(dump),
                 encoded=data,
+                defer=size <= _DEFER_BYTES,
             )
 
         if deliver is None:

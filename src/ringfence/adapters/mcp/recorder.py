@@ -13,6 +13,12 @@ over before has been written — by the thread, or right there if the thread has
 Jobs run one at a time, in the order they were handed over.  An outcome whose record is still
 waiting when the process is killed is lost, as it would be if the process died while writing
 it inline; its decision record was durable before the call was forwarded.
+
+``idle``, if given, is called on the thread once no job has come for ``idle_after`` seconds
+after the last one: the gateway takes in the session provenance its jobs left waiting
+(:meth:`ringfence.runtime.sessions.Sessions.settle_all`), so a client that calls one tool at a
+time, as an agent does, finds it taken in before its next call; calls that come faster are
+taken in by the batch.
 """
 
 from __future__ import annotations
@@ -31,7 +37,15 @@ log = logging.getLogger("ringfence.gateway")
 class Recorder:
     """Runs record jobs in order, on a thread (``threaded``) or at once in the caller."""
 
-    def __init__(self, *, threaded: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        threaded: bool = False,
+        idle: Callable[[], None] | None = None,
+        idle_after: float = 0.005,
+    ) -> None:
+        self._idle = idle
+        self._idle_after = idle_after
         self._jobs: collections.deque[Callable[[], None]] = collections.deque()
         self._running = threading.Lock()  # held while a job runs: one at a time, in order
         self._waiting = 0  # handed over and not finished
@@ -82,8 +96,16 @@ class Recorder:
             self._bell.release()
 
     def _loop(self) -> None:
+        busy = False  # jobs ran since the idle hook last did
         while not self._closed:
-            self._bell.acquire()
+            if busy and self._idle is not None:
+                if not self._bell.acquire(timeout=self._idle_after):
+                    busy = False
+                    self._run(self._idle)
+                    continue
+            else:
+                self._bell.acquire()
+            busy = True
             while self._jobs:
                 with self._running:
                     try:

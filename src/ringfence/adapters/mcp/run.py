@@ -57,7 +57,7 @@ async def open_gateway(config: GatewayConfig, *, errlog: Any = None) -> AsyncIte
     )
     guard.closing(lambda: close_verifier(verifier))
     try:
-        recorder = Recorder(threaded=True)
+        recorder = Recorder(threaded=True, idle=guard.sessions.settle_all)
         guard.closing(recorder.close)  # outcomes still waiting are written before the log closes
         gateway = Gateway(
             config,

@@ -447,6 +447,13 @@ def _plain_text(content: Any) -> str | tuple[str, ...] | None:
     return None
 
 
+def _move_to_end(merged: dict[Any, None], new: dict[Any, None]) -> None:
+    """Add ``new`` to ``merged`` as its newest entries, moving those it holds already."""
+    for item in new:
+        merged.pop(item, None)
+        merged[item] = None
+
+
 def _chars(texts: Collection[str]) -> int:
     """What the text budget counts of ``texts``: their lengths plus one separator each."""
     return sum(map(len, texts)) + len(texts)
@@ -647,6 +654,40 @@ class Provenance(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=T
         out = self.replaced(source, seen)
         if key is not None:
             out.__dict__[_LAST] = (source, key, limits)
+        return out
+
+    def observe_many(
+        self, items: Sequence[tuple[Any, Source]], *, limits: FlowLimits = DEFAULT_LIMITS
+    ) -> Provenance:
+        """This provenance after each ``(content, source)`` of ``items`` in turn, as
+        :meth:`observe` would leave it one by one: the same parts and texts in the same
+        order, the same ``overflowed`` flags.  Each content is scanned as before, but each
+        source's record is added to once for them all (a batch of results costs one record
+        per source, not one per result)."""
+        if len(items) == 1:
+            content, source = items[0]
+            return self.observe(content, source, limits=limits)
+        last = self.__dict__.get(_LAST)
+        batches: dict[Source, tuple[dict[Part, None], dict[str, None], list[bool]]] = {}
+        for content, given in items:
+            source = Source(given)
+            key = _plain_text(content)
+            mark = None if key is None else (source, key, limits)
+            if mark is not None and mark == last:
+                continue  # what was just observed, again: observe skips it too
+            last = mark
+            keep_texts = source is not Source.UNTRUSTED
+            parts, texts, truncated = scan(content, limits, keep_texts=keep_texts)
+            held, said, cut = batches.setdefault(source, ({}, {}, [False]))
+            # One by one, what a later result shows again moves to the newest end.
+            _move_to_end(held, dict.fromkeys(parts))
+            _move_to_end(said, dict.fromkeys(t for t in texts if t))
+            cut[0] = cut[0] or truncated
+        out = self
+        for source, (held, said, cut) in batches.items():
+            out = out.replaced(source, out.seen(source).added(held, said, cut[0], limits))
+        if last is not None:
+            out.__dict__[_LAST] = last
         return out
 
     def replaced(self, source: Source, seen: Seen) -> Provenance:

@@ -158,8 +158,26 @@ class SessionState(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields
             by, vouch = named
             values = named_values(content, provenance.user_seen, by, vouch, limits=limits)
             provenance = provenance.with_named(values, limits=limits)
+        return self._observed(provenance, source is Source.UNTRUSTED, limits)
+
+    def observe_many(
+        self, items: Sequence[tuple[Any, Source]], *, limits: FlowLimits = DEFAULT_LIMITS
+    ) -> SessionState:
+        """This state after each ``(content, source)`` of ``items`` in turn, as
+        :meth:`observe` (without ``named``) would leave it one by one, but made once: one
+        new state and one size check for them all (:meth:`.Provenance.observe_many`).
+        The parts and texts kept are the same; if the state must shrink, which source
+        gives up its oldest parts is decided once, for the whole batch, so it can differ
+        from one by one (either way the source that gives them up is marked overflowed)."""
+        provenance = self.provenance.observe_many(items, limits=limits)
+        untrusted = any(Source(source) is Source.UNTRUSTED for _, source in items)
+        return self._observed(provenance, untrusted, limits)
+
+    def _observed(
+        self, provenance: Provenance, untrusted: bool, limits: FlowLimits
+    ) -> SessionState:
         labels = self.labels
-        if source is Source.UNTRUSTED and UNTRUSTED_LABEL not in labels:
+        if untrusted and UNTRUSTED_LABEL not in labels:
             labels = labels | {UNTRUSTED_LABEL}
         elif provenance is self.provenance:
             # Nothing new (seen just before): this state, as large as it was — what a call

@@ -117,7 +117,7 @@ class Env:
 
 
 def make(
-    tmp_path: Path, *, config_extra: str = "", approver: Any = None
+    tmp_path: Path, *, config_extra: str = "", approver: Any = None, policy: str = POLICY
 ) -> tuple[Any, Guard, AuditLog]:
     config = config_from_text(
         textwrap.dedent(
@@ -137,7 +137,7 @@ def make(
     )
     log = AuditLog(MemoryAuditStore(log_id="t"), SigningKey.generate(), checkpoint_every=10_000)
     guard = Guard(
-        ringfence.policy_from_text(textwrap.dedent(POLICY)),
+        ringfence.policy_from_text(textwrap.dedent(policy)),
         audit=log,
         approver=approver,
         agent="tester",
@@ -316,3 +316,49 @@ async def test_no_action_is_made_before_earlier_outcomes_are_recorded(tmp_path: 
     assert [(r["type"], r.get("labels")) for r in records if r["type"] == "outcome"] == [
         ("outcome", ["untrusted"])
     ]
+
+
+async def test_a_value_from_a_result_is_traced_before_the_next_decision(tmp_path: Path) -> None:
+    """As `ringfence gateway run` does it: outcomes on the recorder's thread, and a small
+    result's provenance waiting for a batch.  A value the untrusted server returned is still
+    refused on the very next call, and on a call after many more results."""
+    policy = POLICY.replace(
+        "rules:\n",
+        "rules:\n  - {id: no-injected, effect: deny, tool: up__echo,"
+        " when: [{arg: text, provenance: untrusted_only}]}\n",
+    )
+    calls: list[tuple[str, dict[str, Any]]] = []
+    config, guard, log = make(tmp_path, policy=policy)
+    server = upstream_server(calls)
+    recorder = Recorder(threaded=True, idle=guard.sessions.settle_all, idle_after=60)
+    gateway = Gateway(config, guard, transports={"up": lambda: server}, recorder=recorder)
+    conn = Connection(config.identity, session="s-1")
+    delivered: list[dict[str, Any]] = []
+
+    async def echo(text: str) -> dict[str, Any]:
+        return await gateway.call_tool_wire(
+            conn, "up__echo", {"text": text}, deliver=delivered.append
+        )
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(gateway.run)
+        try:
+            assert not (await echo("write to eve@evil.example")).get("isError")
+            recorder.flush()
+            stored = guard.sessions.store.load("s-1")
+            assert "untrusted" in stored.labels
+            assert not stored.provenance.untrusted_seen.parts  # waiting for a batch
+            refused = await echo("eve@evil.example")
+            assert refused["isError"] and "no-injected" in str(refused)
+            for i in range(40):  # past several batches
+                assert not (await echo(f"write to u{i}@d{i}.example")).get("isError")
+            refused = await echo("u0@d0.example")
+            assert refused["isError"] and "no-injected" in str(refused)
+            assert not (await echo("carol@fresh.example")).get("isError")  # never seen
+        finally:
+            gateway.stop()
+            recorder.close()
+    log.close()
+    texts = [args["text"] for _, args in calls]
+    assert "eve@evil.example" not in texts and "u0@d0.example" not in texts
+    assert "carol@fresh.example" in texts

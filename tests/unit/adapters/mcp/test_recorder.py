@@ -110,3 +110,53 @@ def test_many_submitters_lose_no_count() -> None:
         assert len(done) == 2000
     finally:
         recorder.close()
+
+
+def test_the_idle_hook_runs_once_after_jobs_stop() -> None:
+    ran = threading.Event()
+    calls: list[float] = []
+    idle_after = 0.05
+
+    def idle() -> None:
+        calls.append(time.monotonic())
+        ran.set()
+
+    recorder = Recorder(threaded=True, idle=idle, idle_after=idle_after)
+    try:
+        time.sleep(3 * idle_after)
+        assert not calls  # no job yet: nothing to be idle after
+        last_job = [0.0]
+        for _ in range(3):
+            recorder.submit(lambda: last_job.__setitem__(0, time.monotonic()))
+        recorder.flush()
+        assert ran.wait(5)
+        assert calls[0] - last_job[0] >= idle_after * 0.9
+        time.sleep(3 * idle_after)
+        assert len(calls) == 1  # once per quiet spell, not every interval
+        ran.clear()
+        recorder.submit(lambda: None)
+        assert ran.wait(5)
+        assert len(calls) == 2
+    finally:
+        recorder.close()
+
+
+def test_a_failing_idle_hook_is_logged_and_the_thread_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def idle() -> None:
+        raise RuntimeError("idle hook broke")
+
+    recorder = Recorder(threaded=True, idle=idle, idle_after=0.01)
+    try:
+        recorder.submit(lambda: None)
+        deadline = time.monotonic() + 5
+        while "idle hook broke" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "idle hook broke" in caplog.text
+        done: list[int] = []
+        recorder.submit(lambda: done.append(1))
+        recorder.flush()
+        assert done == [1]
+    finally:
+        recorder.close()
