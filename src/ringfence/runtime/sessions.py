@@ -20,7 +20,9 @@ largest share of the work, is done for a batch of results at a time
 in what waits first, so a decision sees every result observed before it, as without
 deferral.  What waits is bounded (:data:`MAX_PENDING` results of a session, and
 :data:`MAX_PENDING_SESSIONS` sessions); :meth:`Sessions.settle_all` takes it all in (the
-MCP gateway calls it once its recorder is idle).
+MCP gateway calls it once its recorder is idle).  Once a session's policy has asked about
+provenance while results waited, that session's results no longer wait: the question would
+otherwise take them in on the decision's path, where the recorder's thread does it off it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from ringfence.core.flow import Provenance, SessionState, Source, call_digest
 from ringfence.core.tripwires import scan_output
 
 __all__ = [
+    "MAX_ASKING",
     "MAX_PENDING",
     "MAX_PENDING_SESSIONS",
     "UNTRUSTED",
@@ -58,6 +61,8 @@ MAX_PENDING = 16
 them all in."""
 MAX_PENDING_SESSIONS = 1_024
 """Sessions with results waiting; past this, every session's are taken in."""
+MAX_ASKING = 16_384
+"""Sessions remembered as asking about provenance (their results are not deferred)."""
 
 
 class SessionView(msgspec.Struct, frozen=True, gc=False):
@@ -138,6 +143,9 @@ class Sessions:
         self._pending_lock = threading.Lock()  # for _pending
         self._settling = threading.Lock()  # held while waiting results are taken in: in order
         self._deferrable = isinstance(self.store, MemorySessionStore)
+        # Sessions whose policy asked about provenance while results waited: theirs are
+        # taken in at once from then on, off the decision's path (see observed).
+        self._asking: set[str] = set()
 
     def state(self, session: str) -> SessionState:
         """The session's state (an empty one if it has none), every result observed so far
@@ -241,7 +249,7 @@ class Sessions:
         untrusted = UNTRUSTED in labels or bool(trip)
         added = set(labels) | trip | ({UNTRUSTED} if untrusted else set())
         source = Source.UNTRUSTED if untrusted else Source.TRUSTED
-        if defer and named is None and self._deferrable:
+        if defer and named is None and self._deferrable and session not in self._asking:
             with self._pending_lock:
                 waiting = self._pending.setdefault(session, [])
                 waiting.append((content, source))
@@ -265,6 +273,12 @@ class Sessions:
         return tuple(sorted(added))
 
     def _provenance(self, session: str) -> Provenance:
+        # The policy asks this session about provenance: what waits is taken in now, on the
+        # decision's path, so results after this one are not made to wait (the recorder
+        # takes them in right after the answer, before the next request comes).
+        if len(self._asking) >= MAX_ASKING:
+            self._asking.clear()  # forgetting only lets results wait again
+        self._asking.add(session)
         return self.state(session).provenance
 
     def add_labels(self, session: str, labels: tuple[str, ...]) -> None:

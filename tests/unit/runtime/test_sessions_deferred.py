@@ -209,3 +209,31 @@ def test_threads_observing_and_asking_lose_nothing() -> None:
     for t in range(threads):
         mine = [p for p in parts if p.value.startswith(f"t{t}n")]
         assert mine == [email(f"t{t}n{i}") for i in range(per_thread)]
+
+
+def test_a_session_whose_policy_asks_stops_deferring() -> None:
+    """After a provenance question found results waiting, that session's results are taken
+    in at once (off the decision's path); other sessions still defer."""
+    sessions = Sessions()
+    sessions.observed("s", ["from a@corp.example"], (), defer=True)
+    sessions.observed("other", ["from a@corp.example"], (), defer=True)
+    assert view(sessions).provenance.trusted("a@corp.example")
+    sessions.observed("s", ["from b@corp.example"], (), defer=True)
+    assert emails(stored(sessions).provenance.trusted_seen) == (email("a"), email("b"))
+    assert not stored(sessions, "other").provenance.trusted_seen.parts
+    sessions.observed("other", ["from b@corp.example"], (), defer=True)
+    assert not stored(sessions, "other").provenance.trusted_seen.parts
+
+
+def test_sessions_remembered_as_asking_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ringfence.runtime.sessions.MAX_ASKING", 3)
+    sessions = Sessions()
+    for i in range(3):
+        sessions.observed(f"s{i}", ["from a@corp.example"], (), defer=True)
+        view(sessions, f"s{i}").provenance.trusted("a@corp.example")
+    sessions.observed("s3", ["from a@corp.example"], (), defer=True)
+    view(sessions, "s3").provenance.trusted("a@corp.example")  # the fourth: forgets the rest
+    sessions.observed("s0", ["from b@corp.example"], (), defer=True)
+    assert emails(stored(sessions, "s0").provenance.trusted_seen) == (email("a"),)  # waits again
+    sessions.observed("s3", ["from b@corp.example"], (), defer=True)
+    assert emails(stored(sessions, "s3").provenance.trusted_seen) == (email("a"), email("b"))

@@ -320,12 +320,14 @@ async def test_no_action_is_made_before_earlier_outcomes_are_recorded(tmp_path: 
 
 async def test_a_value_from_a_result_is_traced_before_the_next_decision(tmp_path: Path) -> None:
     """As `ringfence gateway run` does it: outcomes on the recorder's thread, and a small
-    result's provenance waiting for a batch.  A value the untrusted server returned is still
-    refused on the very next call, and on a call after many more results."""
+    result's provenance waiting for a batch while no decision asks about provenance.  A
+    value the untrusted server returned is refused by the next decision that asks, whether
+    its result was taken in by a full batch or was still waiting."""
     policy = POLICY.replace(
         "rules:\n",
         "rules:\n  - {id: no-injected, effect: deny, tool: up__echo,"
-        " when: [{arg: text, provenance: untrusted_only}]}\n",
+        " when: [{arg: text, provenance: untrusted_only}]}\n"
+        "  - {id: unlisted, effect: allow, tool: up__unlisted}\n",
     )
     calls: list[tuple[str, dict[str, Any]]] = []
     config, guard, log = make(tmp_path, policy=policy)
@@ -335,30 +337,29 @@ async def test_a_value_from_a_result_is_traced_before_the_next_decision(tmp_path
     conn = Connection(config.identity, session="s-1")
     delivered: list[dict[str, Any]] = []
 
-    async def echo(text: str) -> dict[str, Any]:
-        return await gateway.call_tool_wire(
-            conn, "up__echo", {"text": text}, deliver=delivered.append
-        )
+    async def call(tool: str, text: str) -> dict[str, Any]:
+        args = {"text": text}
+        return await gateway.call_tool_wire(conn, tool, args, deliver=delivered.append)
 
     async with anyio.create_task_group() as tg:
         await tg.start(gateway.run)
         try:
-            assert not (await echo("write to eve@evil.example")).get("isError")
+            # No rule of up__unlisted asks about provenance: its results wait, by the batch.
+            for i in range(40):
+                assert not (await call("up__unlisted", f"write to u{i}@d{i}.example"))["isError"]
             recorder.flush()
             stored = guard.sessions.store.load("s-1")
             assert "untrusted" in stored.labels
-            assert not stored.provenance.untrusted_seen.parts  # waiting for a batch
-            refused = await echo("eve@evil.example")
-            assert refused["isError"] and "no-injected" in str(refused)
-            for i in range(40):  # past several batches
-                assert not (await echo(f"write to u{i}@d{i}.example")).get("isError")
-            refused = await echo("u0@d0.example")
-            assert refused["isError"] and "no-injected" in str(refused)
-            assert not (await echo("carol@fresh.example")).get("isError")  # never seen
+            held = {p.value for p in stored.provenance.untrusted_seen.parts}
+            assert "u0@d0.example" in held and "u39@d39.example" not in held
+            for text in ("u39@d39.example", "u0@d0.example"):  # waiting, then taken in
+                refused = await call("up__echo", text)
+                assert refused["isError"] and "no-injected" in str(refused)
+            assert not (await call("up__echo", "carol@fresh.example"))["isError"]  # never seen
         finally:
             gateway.stop()
             recorder.close()
     log.close()
     texts = [args["text"] for _, args in calls]
-    assert "eve@evil.example" not in texts and "u0@d0.example" not in texts
+    assert "u0@d0.example" not in texts and "u39@d39.example" not in texts
     assert "carol@fresh.example" in texts
