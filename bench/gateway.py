@@ -94,6 +94,17 @@ rules:
   - {id: echo-ok, effect: allow, tool: bench__echo, when: [{arg: n, lt: 1000000}]}
   - {id: no-other, effect: deny, tool: "other__*", reason: not in this benchmark}
 """
+# --ask-provenance: a rule that asks where every call's text came from (the provenance
+# operator), so each result is taken into the session's provenance before the next decision.
+ASK_PROVENANCE_RULE = (
+    "  - {id: no-injected, effect: deny, tool: bench__echo,"
+    " when: [{arg: text, provenance: untrusted_only}]}\n"
+)
+
+
+def bench_policy(ask_provenance: bool = False) -> str:
+    """The benchmark's policy (with ``--ask-provenance``, one more rule; see above)."""
+    return POLICY + (ASK_PROVENANCE_RULE if ask_provenance else "")
 
 
 def _gateway_yaml(count_file: Path, upstream: str = "auto") -> str:
@@ -199,14 +210,19 @@ def _denied_ok(result: Any) -> None:
 
 
 async def _one_era(
-    folder: Path, mode: str, calls: int, warmup: int, upstream_era: str = "same"
+    folder: Path,
+    mode: str,
+    calls: int,
+    warmup: int,
+    upstream_era: str = "same",
+    ask_provenance: bool = False,
 ) -> dict[str, Any]:
     from mcp import Client, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
     folder.mkdir()
     counts = {p: folder / f"upstream-{p}.count" for p in PATHS}
-    (folder / "policy.yaml").write_text(POLICY)
+    (folder / "policy.yaml").write_text(bench_policy(ask_provenance))
     config = folder / "gateway.yaml"
     # "same": the proxies speak the client's era to the upstream too, as the direct client
     # does; "auto": they take the newest era the upstream speaks, whatever the client's.
@@ -417,18 +433,22 @@ def gateway_latency(
     warmup: int = 200,
     modes: tuple[str, ...] = MODES,
     upstream_era: str = "same",
+    ask_provenance: bool = False,
 ) -> dict[str, Any]:
     """Direct, passthrough and gateway tools/call latency per protocol era (see the docstring)."""
     eras: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="rf-gw-bench-") as tmp:
         for mode in modes:
-            got = anyio.run(_one_era, Path(tmp) / mode, mode, calls, warmup, upstream_era)
+            got = anyio.run(
+                _one_era, Path(tmp) / mode, mode, calls, warmup, upstream_era, ask_provenance
+            )
             eras[got["protocol"]] = got
     return {
         "calls": calls,
         "warmup": warmup,
         "block": BLOCK,
         "upstream_era": upstream_era,
+        "ask_provenance": ask_provenance,
         "eras": eras,
     }
 
@@ -672,6 +692,12 @@ def main() -> None:
         help="same: the proxies speak the client's protocol era to the upstream (as the "
         "direct client does); auto: the newest era the upstream speaks, whatever the client's.",
     )
+    parser.add_argument(
+        "--ask-provenance",
+        action="store_true",
+        help="Add a rule that asks where every call's text came from (provenance), so each "
+        "result is taken into the session before the next decision.",
+    )
     parser.add_argument("--passthrough", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--legacy-upstream", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--relay", action="store_true", help=argparse.SUPPRESS)
@@ -696,9 +722,12 @@ def main() -> None:
             "date": time.strftime("%Y-%m-%d %H:%M"),
             "machine": f"{platform.machine()}, Python {platform.python_version()}, "
             f"{len(os.sched_getaffinity(0))} cores",
-            **gateway_latency(calls, warmup, tuple(opts.modes.split(",")), opts.upstream_era),
+            **gateway_latency(
+                calls, warmup, tuple(opts.modes.split(",")), opts.upstream_era, opts.ask_provenance
+            ),
         }
-        console.print(f"[bold]Ringfence MCP gateway[/] — {run['machine']} — {run['date']}")
+        asks = " — the policy asks about provenance" if opts.ask_provenance else ""
+        console.print(f"[bold]Ringfence MCP gateway[/] — {run['machine']} — {run['date']}{asks}")
         console.print(table(run))
         for line in audit_lines(run):
             console.print(line)
