@@ -166,9 +166,9 @@ class SessionState(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields
         """This state after each ``(content, source)`` of ``items`` in turn, as
         :meth:`observe` (without ``named``) would leave it one by one, but made once: one
         new state and one size check for them all (:meth:`.Provenance.observe_many`).
-        The parts and texts kept are the same; if the state must shrink, which source
-        gives up its oldest parts is decided once, for the whole batch, so it can differ
-        from one by one (either way the source that gives them up is marked overflowed)."""
+        The parts and texts are those one by one gives unless the state must shrink: then
+        which source gives up its oldest parts is decided once, for the whole batch, and
+        can differ (either way, the source that gives them up is marked overflowed)."""
         provenance = self.provenance.observe_many(items, limits=limits)
         untrusted = any(Source(source) is Source.UNTRUSTED for _, source in items)
         return self._observed(provenance, untrusted, limits)
