@@ -21,9 +21,10 @@ from ringfence.core.flow import (
     parts_of,
 )
 from ringfence.core.flow import provenance as provenance_module
+from ringfence.core.flow.parts import PartKind
 from ringfence.core.flow.provenance import Seen
 from ringfence.core.flow.session import _encoded_size, _headroom
-from ringfence.core.flow.values import scan
+from ringfence.core.flow.values import normalise_text, scan
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -382,3 +383,53 @@ def test_a_batch_with_a_scan_cut_short_is_overflowed() -> None:
     assert many == one_by_one
     assert many.untrusted_seen.overflowed
     assert not many.trusted_seen.overflowed
+
+
+# Letters, digits and separators where str.isalnum and regular expressions could part ways:
+# superscripts and other numerals, combining marks, the underscore, joiners, dotless i.
+WORDISH = st.text(
+    alphabet=st.sampled_from(
+        [*"ab1 ._-@/,\n", "é", "ß", "²", "\u0663", "\u216b", "\u0301", "\u0131", "\u0130"]
+    ),
+    max_size=24,
+)
+
+
+@SETTINGS
+@given(st.lists(WORDISH, min_size=1, max_size=6), WORDISH)
+@example(["x_y"], "x")
+@example(["a\u0301b"], "b")
+@example(["2² x"], "2²")
+def test_a_text_part_missing_a_word_is_not_in_the_text(texts: list[str], raw: str) -> None:
+    """The word check that :meth:`Seen.covers` makes before searching the text never turns
+    a found text part into one not found: the answer is the search's."""
+    kept = tuple(dict.fromkeys(normalise_text(t) for t in texts if normalise_text(t)))
+    needle = normalise_text(raw)
+    if not kept or not needle:
+        return
+    seen = Seen((), kept)
+    found = provenance_module._contains_word(seen.corpus, needle, "")
+    if found:
+        assert seen._has_words(needle)
+    assert seen.covers(Part(PartKind.TEXT, needle)) is found
+
+
+@SETTINGS
+@given(
+    st.lists(st.tuples(json_like | overlapping | st.lists(overlapping, max_size=3), sources)),
+    st.sampled_from([SMALL, FlowLimits(), TIGHT_TEXT, FlowLimits(text_chars_per_source=1)]),
+)
+def test_carried_words_match_recomputed(
+    observations: list[tuple[Any, Source]], limits: FlowLimits
+) -> None:
+    """Once a record's words were asked for, each record after it carries them over
+    (texts joining, moving, dropped, cut short, parts dropped to fit): always what counting
+    them from scratch gives."""
+    state = SessionState()
+    for content, source in observations:
+        for s in Source:
+            _ = state.provenance.seen(s).words  # asked for: from now on carried over
+        state = state.observe(content, source, limits=limits)
+        for s in Source:
+            seen = state.provenance.seen(s)
+            assert seen.words == Seen(seen.parts, seen.texts).words

@@ -583,3 +583,28 @@ def test_a_text_as_long_as_the_budget_does_not_fit() -> None:
     assert seen.texts == ("abcdefghij",) and seen.overflowed
     shorter = Seen().added([], ["abcdefghi"], False, limits)
     assert shorter.texts == ("abcdefghi",) and not shorter.overflowed
+
+
+def test_words_once_asked_for_are_carried_not_counted_again() -> None:
+    """A record's words (the text search's first check) are counted once, then carried:
+    through parts added with no text, through texts added, and through parts dropped to fit
+    the state; a text part missing a word is answered without searching the text."""
+    limits = FlowLimits()
+    seen = Seen().added([], ["status green for bob"], False, limits)
+    words = seen.words
+    assert dict(words) == {"status": 1, "green": 1, "for": 1, "bob": 1}
+    parts_only = seen.added([Part(PartKind.EMAIL, "bob@corp.example")], [], False, limits)
+    assert parts_only.__dict__["words"] is words
+    more = parts_only.added([], ["green light for carol"], False, limits)
+    assert dict(more.__dict__["words"]) == {
+        "status": 1,
+        "green": 2,
+        "for": 2,
+        "bob": 1,
+        "light": 1,
+        "carol": 1,
+    }
+    assert more.without_oldest(1).__dict__["words"] is more.__dict__["words"]
+    assert not more.covers(Part(PartKind.TEXT, "green lights"))  # "lights" is no word here
+    assert "corpus" not in more.__dict__  # … so the text was not even joined
+    assert more.covers(Part(PartKind.TEXT, "green light"))

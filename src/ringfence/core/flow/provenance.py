@@ -112,6 +112,25 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
         return "\n".join(self.texts)
 
     @cached_property
+    def words(self) -> Members[str, int]:
+        """Each word of ``texts`` (a maximal run of letters and digits, :data:`_WORD`) and
+        how many texts hold it.  A text part whose words are not all here is not in the
+        text (:meth:`covers` answers without searching it).  Computed when first asked for,
+        then carried from record to record (:meth:`added`)."""
+        counts: dict[str, int] = {}
+        for text in self.texts:
+            for word in dict.fromkeys(_WORD.findall(text)):
+                counts[word] = counts.get(word, 0) + 1
+        return Members(counts)
+
+    def _has_words(self, needle: str) -> bool:
+        """Whether every word of ``needle`` is a word of ``texts``: needed (not enough) for
+        ``needle`` to occur in them between word boundaries — each of its words then lies
+        between non-letters, non-digits on both sides, so it is a whole word there too."""
+        words = self.words
+        return all(word in words for word in _WORD.findall(needle))
+
+    @cached_property
     def numbers(self) -> frozenset[Decimal]:
         """Every number written in ``texts``, under each reading of its separators
         (``1,450`` is 1450 and 1.45; ``1.450,00`` is 1450)."""
@@ -125,7 +144,7 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
             domain = url_domain(part.value)
             return domain is not None and Part(PartKind.DOMAIN, domain) in self.part_set
         if part.kind is PartKind.TEXT and self.texts:
-            return _contains_word(self.corpus, part.value, "")
+            return self._has_words(part.value) and _contains_word(self.corpus, part.value, "")
         if part.kind is PartKind.PATH and self.texts:
             # A path with spaces in a sentence is cut short by the in-text scan.
             return _contains_word(self.corpus, part.value.casefold(), "/._-~")
@@ -182,12 +201,16 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
                     made["_text_bytes"] = (
                         cache["_text_bytes"] + _bytes(fresh) - _bytes(again_texts) - _bytes(dropped)
                     )
+                if "words" in cache:  # only once asked for: most sessions never do
+                    known = set(again_texts)
+                    new_texts = [t for t in fresh if t not in known]
+                    made["words"] = _words_changed(cache["words"], new_texts, dropped)
         overflowed = self.overflowed or truncated or bool(cut) or bool(dropped) or newest_cut
         out = Seen(held, kept, overflowed)  # type: ignore[arg-type]  # logs read as tuples
         for key in ("part_set", "_part_bytes") if not new else ():
             if key in cache:
                 made[key] = cache[key]
-        for key in ("text_set", "_text_chars", "_text_bytes") if not fresh else ():
+        for key in ("text_set", "_text_chars", "_text_bytes", "words") if not fresh else ():
             if key in cache:
                 made[key] = cache[key]
         out.__dict__.update(made)
@@ -240,7 +263,12 @@ class Seen(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
 
     def without_oldest(self, count: int) -> Seen:
         """This record with its ``count`` oldest parts dropped and marked overflowed."""
-        return Seen(self.parts[count:], self.texts, True)
+        out = Seen(self.parts[count:], self.texts, True)
+        cache = self.__dict__
+        for key in ("text_set", "_text_chars", "_text_bytes", "words"):  # the same texts
+            if key in cache:
+                out.__dict__[key] = cache[key]
+        return out
 
 
 def as_tuple(value: Any) -> Any:
@@ -445,6 +473,30 @@ def _plain_text(content: Any) -> str | tuple[str, ...] | None:
     ):
         return tuple(content)
     return None
+
+
+# A word, for Seen.words: a maximal run of the characters str.isalnum accepts (re's \w is
+# exactly those and the underscore).
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _words_changed(
+    words: Members[str, int], added: Iterable[str], removed: Iterable[str]
+) -> Members[str, int]:
+    """``words`` (:attr:`Seen.words`) after the texts ``added`` joined and ``removed`` left."""
+    with words.mutate() as m:
+        for text in added:
+            for word in dict.fromkeys(_WORD.findall(text)):
+                m[word] = m.get(word, 0) + 1
+        for text in removed:
+            for word in dict.fromkeys(_WORD.findall(text)):
+                left = m[word] - 1
+                if left:
+                    m[word] = left
+                else:
+                    del m[word]
+        words = m.finish()
+    return words
 
 
 def _move_to_end(merged: dict[Any, None], new: dict[Any, None]) -> None:
