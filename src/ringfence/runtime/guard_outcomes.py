@@ -35,8 +35,7 @@ __all__ = ["OutcomeRecording", "encode_result"]
 
 log = logging.getLogger("ringfence.guard")
 
-_result_encoder = msgspec.json.Encoder(enc_hook=repr, order="sorted")
-encode_result = _result_encoder.encode
+encode_result = msgspec.json.Encoder(enc_hook=repr, order="sorted").encode
 """A result as its outcome record's hash and size are taken over: JSON, keys sorted."""
 _sha256 = hashlib.sha256
 _perf_ns = time.perf_counter_ns
@@ -105,10 +104,10 @@ class OutcomeRecording:
                 data = encoded
             else:
                 try:
-                    data = _result_encoder.encode(result)
+                    data = encode_result(result)
                 except Exception:
                     data = repr(result).encode("utf-8", "replace")
-            digest, size = hashlib.sha256(data).hexdigest(), len(data)
+            digest, size = _sha256(data).hexdigest(), len(data)
         text = "" if error is None else str(error)
         if error is not None and self.secrets is not None:
             text = self.secrets.redact_text(text)  # before cutting: no half-secret kept
